@@ -1,0 +1,195 @@
+"""The on-disk cache: table schemas, partition paths, content fingerprints, cache keys and atomic writes.
+
+Layout under the cache root (a local path or any fsspec URL), one Parquet file per video and table:
+
+    CACHE/videos/<partition>.parquet   one row: manifest, probe, status, timings (written last: the commit record)
+    CACHE/faces/<partition>.parquet    one row per frame per face track, with JPEG crops on sampled frames
+    CACHE/ssim/<partition>.parquet     one row per consecutive frame pair per series (track_id -1 = whole frame)
+
+Every row carries the video's cache_key. A video counts as cached only when its videos row carries the
+current key; faces and ssim rows of an interrupted write are replaced on the rerun, never appended to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import uuid
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+LAYOUT_VERSION = 1
+TABLES = ("videos", "faces", "ssim")
+
+VIDEOS_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("dataset", pa.string()), ("dataset_format", pa.string()),
+    ("path", pa.string()), ("relpath", pa.string()),
+    ("label", pa.string()), ("split", pa.string()), ("original", pa.string()),
+    ("method", pa.string()), ("compression", pa.string()), ("leakage_group", pa.string()),
+    ("fingerprint", pa.string()), ("config_hash", pa.string()), ("code_version", pa.string()), ("cache_key", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("error_step", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frame_count", pa.int64()),
+    ("rotation", pa.int32()), ("codec", pa.string()), ("frames_decoded", pa.int64()), ("duration_s", pa.float64()),
+    ("n_tracks", pa.int32()), ("main_track_id", pa.int32()), ("keyframes", pa.int32()),
+    ("keyframes_with_face", pa.int32()), ("face_detection_rate", pa.float64()), ("crops_stored", pa.int32()),
+    ("decode_s", pa.float64()), ("detect_s", pa.float64()), ("track_crop_s", pa.float64()), ("ssim_s", pa.float64()),
+    ("write_s", pa.float64()), ("total_s", pa.float64()),
+    ("worker", pa.string()), ("extracted_at", pa.timestamp("us", tz="UTC")),
+])
+
+FACES_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("cache_key", pa.string()),
+    ("track_id", pa.int32()), ("frame_index", pa.int32()), ("is_main", pa.bool_()),
+    ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
+    ("detected", pa.bool_()), ("confidence", pa.float32()),
+    ("landmarks", pa.list_(pa.float32())), ("crop_jpeg", pa.binary()),
+])
+
+SSIM_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("cache_key", pa.string()),
+    ("track_id", pa.int32()), ("frame_index", pa.int32()), ("is_main", pa.bool_()), ("ssim", pa.float32()),
+])
+
+SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA}
+
+# Files up to this size are hashed whole; larger ones by size plus head, middle and tail blocks.
+_FULL_HASH_LIMIT = 32 << 20
+_BLOCK = 4 << 20
+
+
+def fingerprint_file(path: str) -> str | None:
+    """Content fingerprint of a video file, or None when it does not exist."""
+    fs, p = fsspec.core.url_to_fs(path)
+    try:
+        size = fs.size(p)
+    except FileNotFoundError:
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with fs.open(p, "rb") as fh:
+        if size <= _FULL_HASH_LIMIT:
+            h.update(fh.read())
+        else:
+            for offset in (0, size // 2 - _BLOCK // 2, size - _BLOCK):
+                fh.seek(offset)
+                h.update(fh.read(_BLOCK))
+    return h.hexdigest()
+
+
+def cache_key(fingerprint: str | None, config_hash: str, code_version: str) -> str:
+    """The key a cached video must carry to count as current."""
+    blob = f"{fingerprint or 'missing'}|{config_hash}|{code_version}".encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def partition_name(video_id: str) -> str:
+    """A file name that is safe on every filesystem, readable, and unique per video id."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id.replace("/", "__")).strip("._")[:120]
+    return f"{slug}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}.parquet"
+
+
+def to_table(table: str, rows: list[dict]) -> pa.Table:
+    """Rows as an Arrow table with the table's documented schema (missing columns become null)."""
+    schema = SCHEMAS[table]
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+class CacheStore:
+    """The cache behind one interface, on a local path or any fsspec URL (s3://, gs://, memory://)."""
+
+    def __init__(self, url: str, storage_options: dict | None = None):
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    def table_dir(self, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{table}"
+
+    def partition(self, table: str, video_id: str) -> str:
+        return f"{self.table_dir(table)}/{partition_name(video_id)}"
+
+    def _put(self, path: str, data: bytes) -> None:
+        """Write a whole file so readers see the old file or the new one, never a part."""
+        if self.local:
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            # Object stores create an object in one PUT: it appears whole or not at all.
+            self.fs.pipe_file(path, data)
+
+    def write_table(self, table: str, video_id: str, rows: list[dict]) -> None:
+        buf = io.BytesIO()
+        pq.write_table(to_table(table, rows), buf, compression="zstd")
+        self._put(self.partition(table, video_id), buf.getvalue())
+
+    def write_video(self, video_row: dict, faces: list[dict], ssim: list[dict]) -> None:
+        """Replace one video's partitions; the videos row goes last and commits the other two."""
+        started = time.perf_counter()
+        extra = {"video_id": video_row["video_id"], "cache_key": video_row["cache_key"]}
+        self.write_table("faces", video_row["video_id"], [{**r, **extra} for r in faces])
+        self.write_table("ssim", video_row["video_id"], [{**r, **extra} for r in ssim])
+        video_row = {**video_row, "write_s": round(time.perf_counter() - started, 4)}
+        self.write_table("videos", video_row["video_id"], [video_row])
+
+    def read(self, table: str, columns: list[str] | None = None, committed_only: bool = True) -> pd.DataFrame:
+        """A whole table as a DataFrame; by default only rows whose video's current videos row commits them."""
+        schema = SCHEMAS[table]
+        path = self.table_dir(table)
+        if not self.fs.exists(path):
+            return schema.empty_table().to_pandas()[columns or schema.names]
+        dataset = ds.dataset(path, schema=schema, format="parquet", filesystem=self.fs)
+        if table == "videos" or not committed_only:
+            return dataset.to_table(columns=columns).to_pandas()
+        wanted = columns or schema.names
+        read_cols = list(dict.fromkeys([*wanted, "video_id", "cache_key"]))
+        frame = dataset.to_table(columns=read_cols).to_pandas()
+        keys = self.read("videos", columns=["video_id", "cache_key"])
+        return frame.merge(keys, on=["video_id", "cache_key"], how="inner")[wanted]
+
+    def read_video_row(self, video_id: str) -> dict | None:
+        path = self.partition("videos", video_id)
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "rb") as fh:
+            rows = pq.read_table(fh, schema=VIDEOS_SCHEMA).to_pylist()
+        return rows[0] if rows else None
+
+    def write_run_record(self, kind: str, record: dict) -> str:
+        """Keep a JSON record of each run under CACHE/runs/ for audit and incremental-run reports."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = f"{self.root.rstrip('/')}/runs/{kind}-{stamp}-{uuid.uuid4().hex[:6]}.json"
+        self._put(path, json.dumps(record, indent=2, default=str).encode())
+        return path
+
+    def remove_stale_tmp(self, older_than_s: float = 3600) -> int:
+        """Delete temporary files left by killed writers (readers already ignore them)."""
+        if not self.local:
+            return 0
+        removed = 0
+        now = time.time()
+        for table in TABLES:
+            directory = self.table_dir(table)
+            if not os.path.isdir(directory):
+                continue
+            for name in os.listdir(directory):
+                full = os.path.join(directory, name)
+                if name.startswith(".tmp-") and now - os.path.getmtime(full) > older_than_s:
+                    os.remove(full)
+                    removed += 1
+        return removed

@@ -1,0 +1,61 @@
+"""The one configuration model of an extraction run; its output-affecting part is hashed into every cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Fields that change how a run executes but never what it writes: excluded from the config hash.
+RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device"})
+
+
+class ExtractConfig(BaseModel):
+    """Everything that describes an extraction run: inputs, where results go, and how frames become rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    datasets: list[str] = Field(default_factory=list, description="Dataset folders, CSV files or video files.")
+    cache: str = Field("cache", description="Cache location: a local path or an fsspec URL such as s3://bucket/cache.")
+    workers: int | None = Field(None, ge=1, description="Local Dask worker processes (default: one per core).")
+    dask_address: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler.")
+    force: bool = Field(False, description="Redo every video even when its cache entry is current.")
+    retry_failed: bool = Field(False, description="Redo videos whose cached status is 'failed'.")
+
+    detector: Literal["mtcnn", "haar"] = Field("mtcnn", description="Face detector run on keyframes.")
+    device: str = Field("auto", description="TensorFlow device for MTCNN and the tf SSIM backend: auto, CPU:0, GPU:0.")
+    keyframe_interval: int = Field(10, ge=1, description="Detect faces every N frames; track in between.")
+    detect_long_side: int = Field(640, ge=64, description="Keyframes are downscaled so their long side is at most this.")
+    detect_batch: int = Field(4, ge=1, description="Keyframes per detector call (MTCNN batches frames of one size).")
+    min_face_size: int = Field(20, ge=8, description="Smallest face, in pixels of the downscaled keyframe.")
+    mtcnn_threshold: float = Field(0.9, gt=0, lt=1, description="MTCNN final-stage (ONet) confidence threshold.")
+    haar_min_neighbors: int = Field(5, ge=1, description="Haar cascade minNeighbors: higher means fewer false faces.")
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track at the next keyframe.")
+    max_missed_keyframes: int = Field(2, ge=0, description="Keyframes a track may go undetected before it ends.")
+    crop_margin: float = Field(0.3, ge=0, le=2, description="Margin added around the face box, as a fraction of its size.")
+    crop_size: int = Field(224, ge=16, description="Side of the stored square face crops, in pixels.")
+    crops_per_video: int = Field(32, ge=0, description="Frames per video, evenly spaced, whose crops are stored as JPEG.")
+    jpeg_quality: int = Field(95, ge=10, le=100, description="JPEG quality of stored crops.")
+    ssim_face_size: int = Field(64, ge=8, description="Side of the grey face crop compared between consecutive frames.")
+    ssim_frame_long_side: int = Field(256, ge=16, description="Long side of the grey frame compared between consecutive frames.")
+    ssim_backend: Literal["numpy", "tf"] = Field("numpy", description="numpy (OpenCV box filter) or tf (TensorFlow, for GPU workers).")
+    max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
+    max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets_are_strings(cls, value: list[str]) -> list[str]:
+        return [os.fspath(v) for v in value]
+
+    def output_settings(self) -> dict:
+        """The settings that determine what extraction writes."""
+        return self.model_dump(exclude=set(RUNTIME_FIELDS))
+
+    @property
+    def config_hash(self) -> str:
+        """Short stable hash of the output-affecting settings."""
+        blob = json.dumps(self.output_settings(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,285 @@
+"""Discovery of videos in the layouts users have (DFDC, FaceForensics++, plain folders, CSV) and their leakage groups."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"})
+LABELS = frozenset({"REAL", "FAKE"})
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be read at all (for example its metadata.json is not JSON)."""
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video as discovered: where it is, what it is, and which leakage group it belongs to."""
+
+    video_id: str  # "<dataset>/<path relative to the dataset root, without extension>"
+    dataset: str
+    dataset_format: str  # dfdc | ffpp | folder
+    path: str
+    relpath: str
+    label: str | None = None
+    split: str | None = None
+    original: str | None = None
+    method: str | None = None
+    compression: str | None = None
+    identities: tuple[str, ...] = ()
+    leakage_group: str = ""
+    discovery_error: str | None = None  # set when the listing itself is unusable (outside the folder, malformed)
+
+    def metadata(self) -> dict:
+        """The descriptive columns written to the videos table."""
+        return {
+            "video_id": self.video_id,
+            "dataset": self.dataset,
+            "dataset_format": self.dataset_format,
+            "path": self.path,
+            "relpath": self.relpath,
+            "label": self.label,
+            "split": self.split,
+            "original": self.original,
+            "method": self.method,
+            "compression": self.compression,
+            "leakage_group": self.leakage_group,
+        }
+
+
+@dataclass
+class _UnionFind:
+    parent: dict[str, str] = field(default_factory=dict)
+
+    def find(self, item: str) -> str:
+        self.parent.setdefault(item, item)
+        root = item
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[item] != root:  # path compression
+            self.parent[item], item = root, self.parent[item]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # The smaller name becomes the root so group names do not depend on input order.
+            lo, hi = sorted((ra, rb))
+            self.parent[hi] = lo
+
+
+def assign_leakage_groups(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """Give every entry the name of its connected component over shared identities.
+
+    A fake shares an identity with its original (DFDC `original`; FF++ `A_B` with both `A` and `B`), so a
+    fake and every video of its sources land in one group and can never be split apart.
+    """
+    uf = _UnionFind()
+    for entry in entries:
+        ids = entry.identities or (f"video:{entry.video_id}",)
+        for other in ids[1:]:
+            uf.union(ids[0], other)
+        uf.find(ids[0])
+    out = []
+    for entry in entries:
+        ids = entry.identities or (f"video:{entry.video_id}",)
+        out.append(replace(entry, leakage_group=uf.find(ids[0])))
+    return out
+
+
+def _dataset_name(root: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", root.name) or "dataset"
+
+
+def _is_inside(root: Path, relpath: str) -> bool:
+    if not relpath or os.path.isabs(relpath) or "\\" in relpath:
+        return False
+    parts = PurePosixPath(relpath).parts
+    return ".." not in parts and not relpath.startswith("~")
+
+
+def _entry(dataset: str, fmt: str, root: Path, relpath: str, **kwargs) -> VideoEntry:
+    stem = str(PurePosixPath(relpath).with_suffix("")) if _is_inside(root, relpath) else relpath
+    return VideoEntry(
+        video_id=f"{dataset}/{stem}",
+        dataset=dataset,
+        dataset_format=fmt,
+        path=str(root / relpath) if _is_inside(root, relpath) else relpath,
+        relpath=relpath,
+        **kwargs,
+    )
+
+
+def discover_dfdc(root: Path) -> list[VideoEntry]:
+    """A Kaggle DFDC folder: `*.mp4` plus `metadata.json` mapping file name to label, split and original."""
+    meta_path = root / "metadata.json"
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read {meta_path}: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise DatasetError(f"{meta_path} must map file names to entries, found {type(metadata).__name__}")
+    dataset = _dataset_name(root)
+    entries = []
+    for name, info in sorted(metadata.items()):
+        problem = None
+        if not _is_inside(root, name):
+            problem = f"metadata.json entry {name!r} points outside {root}"
+        elif not isinstance(info, dict):
+            problem = f"metadata.json entry {name!r} is malformed: expected an object, found {type(info).__name__}"
+        elif str(info.get("label", "")).upper() not in LABELS:
+            problem = f"metadata.json entry {name!r} is malformed: label {info.get('label')!r} is not REAL or FAKE"
+        elif info.get("original") is not None and not _is_inside(root, str(info["original"])):
+            problem = f"metadata.json entry {name!r} is malformed: original {info['original']!r} is not a file name"
+        if problem:
+            entries.append(_entry(dataset, "dfdc", root, name, discovery_error=problem, identities=(f"dfdc:{name}",)))
+            continue
+        label = str(info["label"]).upper()
+        original = info.get("original")
+        # Identities name the source footage: a fake is identified by its original, a real clip by itself.
+        identity = f"dfdc:{original}" if (label == "FAKE" and original) else f"dfdc:{name}"
+        entries.append(
+            _entry(
+                dataset, "dfdc", root, name,
+                label=label, split=info.get("split"), original=original, identities=(identity,),
+            )
+        )
+    listed = set(metadata)
+    for extra in sorted(p.name for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.name not in listed):
+        entries.append(_entry(dataset, "dfdc", root, extra, identities=(f"dfdc:{extra}",)))
+    return entries
+
+
+_DFD_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)__(?P<scene>.+?)(__(?P<tag>[A-Z0-9]+))?$")
+_DFD_REAL = re.compile(r"^(?P<actor>\d+)__(?P<scene>.+)$")
+_YT_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)$")
+
+
+def _ffpp_identities(stem: str, is_fake: bool, source_kind: str) -> tuple[str, ...]:
+    if is_fake:
+        if m := _DFD_FAKE.match(stem):
+            return (f"ffpp-actor:{int(m['target'])}", f"ffpp-actor:{int(m['source'])}")
+        if m := _YT_FAKE.match(stem):
+            return (f"ffpp-youtube:{m['target']}", f"ffpp-youtube:{m['source']}")
+        return (f"ffpp-video:{stem}",)
+    if source_kind == "actors" and (m := _DFD_REAL.match(stem)):
+        return (f"ffpp-actor:{int(m['actor'])}",)
+    return (f"ffpp-youtube:{stem}",)
+
+
+def discover_ffpp(root: Path) -> list[VideoEntry]:
+    """FaceForensics++: `original_sequences/<source>/<comp>/videos` and `manipulated_sequences/<method>/<comp>/videos`."""
+    dataset = _dataset_name(root)
+    entries = []
+    for kind, label in (("original_sequences", "REAL"), ("manipulated_sequences", "FAKE")):
+        for video in sorted((root / kind).glob("*/*/videos/*")):
+            if video.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            group_dir, compression = video.parent.parent.parent.name, video.parent.parent.name
+            stem = video.stem
+            is_fake = label == "FAKE"
+            original = None
+            if is_fake and (m := _YT_FAKE.match(stem)):
+                original = m["target"]
+            elif is_fake and (m := _DFD_FAKE.match(stem)):
+                original = f"{m['target']}__{m['scene']}"
+            entries.append(
+                _entry(
+                    dataset, "ffpp", root, video.relative_to(root).as_posix(),
+                    label=label,
+                    original=original,
+                    method=group_dir if is_fake else None,
+                    compression=compression,
+                    identities=_ffpp_identities(stem, is_fake, group_dir),
+                )
+            )
+    return entries
+
+
+def _read_label_csv(csv_path: Path, root: Path, dataset: str) -> list[VideoEntry]:
+    try:
+        with csv_path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read {csv_path}: {exc}") from exc
+    if rows and "path" not in rows[0]:
+        raise DatasetError(f"{csv_path} needs a header with at least 'path' (and optionally label, original)")
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        rel = (row.get("path") or "").strip()
+        label = (row.get("label") or "").strip().upper() or None
+        original = (row.get("original") or "").strip() or None
+        problem = None
+        if not _is_inside(root, rel):
+            problem = f"{csv_path.name} line {line}: path {rel!r} points outside {root}"
+        elif label is not None and label not in LABELS:
+            problem = f"{csv_path.name} line {line}: label {row.get('label')!r} is not REAL or FAKE"
+        elif original is not None and not _is_inside(root, original):
+            problem = f"{csv_path.name} line {line}: original {original!r} points outside {root}"
+        source = original if (label == "FAKE" and original) else rel
+        entries.append(
+            _entry(
+                dataset, "folder", root, rel,
+                label=None if problem else label,
+                original=original,
+                identities=(f"file:{dataset}/{source}",),
+                discovery_error=problem,
+            )
+        )
+    return entries
+
+
+def discover_folder(root: Path) -> list[VideoEntry]:
+    """Any folder of videos, searched recursively; labels come from `labels.csv` when present."""
+    dataset = _dataset_name(root)
+    labels_csv = root / "labels.csv"
+    if labels_csv.is_file():
+        return _read_label_csv(labels_csv, root, dataset)
+    entries = []
+    for video in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS):
+        rel = video.relative_to(root).as_posix()
+        entries.append(_entry(dataset, "folder", root, rel, identities=(f"file:{dataset}/{rel}",)))
+    return entries
+
+
+def discover_one(path: str | os.PathLike) -> list[VideoEntry]:
+    """The videos behind one command-line argument, without leakage groups."""
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise DatasetError(f"dataset {path} does not exist")
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return _read_label_csv(p, p.parent, _dataset_name(p.parent))
+        return [_entry(_dataset_name(p.parent), "folder", p.parent, p.name, identities=(f"file:{p}",))]
+    if (p / "metadata.json").is_file():
+        return discover_dfdc(p)
+    if (p / "original_sequences").is_dir() or (p / "manipulated_sequences").is_dir():
+        return discover_ffpp(p)
+    parts = sorted(d for d in p.iterdir() if d.is_dir() and (d / "metadata.json").is_file())
+    if parts:  # a parent of DFDC parts, like dfdc_train_part_0 ... dfdc_train_part_49
+        return [e for d in parts for e in discover_dfdc(d)]
+    return discover_folder(p)
+
+
+def discover(paths: list[str]) -> list[VideoEntry]:
+    """Every video behind the given arguments, with unique ids and leakage groups across all of them."""
+    entries: list[VideoEntry] = []
+    seen_ids: dict[str, str] = {}
+    for path in paths:
+        found = discover_one(path)
+        for entry in found:
+            if entry.video_id in seen_ids and seen_ids[entry.video_id] != entry.path:
+                # Two roots share a folder name: qualify the later one with its parent folder.
+                parent = _dataset_name(Path(path).expanduser().resolve().parent)
+                dataset = f"{parent}-{entry.dataset}"
+                entry = replace(entry, dataset=dataset, video_id=f"{dataset}/{entry.video_id.split('/', 1)[1]}")
+            if entry.video_id in seen_ids:
+                continue  # the same file given twice
+            seen_ids[entry.video_id] = entry.path
+            entries.append(entry)
+    return assign_leakage_groups(entries)

@@ -1,0 +1,106 @@
+"""Streaming video decoding with OpenCV: probe a file, then yield frames one at a time, upright."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class StepError(RuntimeError):
+    """A failure in one extraction step of one video; the message names the video, the step and the cause."""
+
+    def __init__(self, video: str, step: str, cause: str, frame: int | None = None):
+        where = f" at frame {frame}" if frame is not None else ""
+        super().__init__(f"{step} failed for {video}{where}: {cause}")
+        self.video, self.step, self.cause, self.frame = video, step, cause, frame
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the container says about a video, with width and height as frames are delivered (upright)."""
+
+    width: int
+    height: int
+    fps: float
+    frame_count: int  # as reported by the container; 0 when unknown
+    rotation: int  # degrees of display rotation in the metadata, already applied to frames
+    codec: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 else float("nan")
+
+
+def _fourcc(value: float) -> str:
+    code = int(value)
+    text = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
+    return text if text.isprintable() and text.strip() else ""
+
+
+def open_video(path: str, video: str) -> cv2.VideoCapture:
+    """Open a capture with display rotation applied, or raise a StepError naming the reason."""
+    if not os.path.exists(path):
+        raise StepError(video, "probe", f"file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise StepError(video, "probe", "file is empty (0 bytes)")
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise StepError(video, "probe", "OpenCV/FFmpeg cannot open it as a video (not a video, or corrupt header)")
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # portrait phone clips carry a rotation flag
+    return cap
+
+
+def probe(cap: cv2.VideoCapture) -> VideoProbe:
+    """Container facts; width and height are swapped when a 90/270 degree rotation will be applied."""
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
+    if rotation in (90, 270):
+        width, height = height, width
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = 0.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    return VideoProbe(width, height, fps, max(count, 0), rotation, _fourcc(cap.get(cv2.CAP_PROP_FOURCC)))
+
+
+def frame_limit(info: VideoProbe, max_frames: int | None, max_seconds: float | None) -> int | None:
+    """How many frames to decode at most, from the frame and seconds caps."""
+    limits = []
+    if max_frames is not None:
+        limits.append(max_frames)
+    if max_seconds is not None and info.fps > 0:
+        limits.append(max(1, int(round(max_seconds * info.fps))))
+    return min(limits) if limits else None
+
+
+def iter_frames(cap: cv2.VideoCapture, video: str, limit: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, BGR frame) one at a time, so memory stays flat whatever the clip length."""
+    index = 0
+    while limit is None or index < limit:
+        try:
+            ok, frame = cap.read()
+        except cv2.error as exc:
+            raise StepError(video, "decode", str(exc).strip(), frame=index) from exc
+        if not ok or frame is None:
+            return
+        yield index, frame
+        index += 1
+
+
+def check_complete(info: VideoProbe, decoded: int, limit: int | None, video: str) -> None:
+    """Raise when the stream ended well before the container said it would: a truncated or corrupt file."""
+    if decoded == 0:
+        raise StepError(video, "decode", "no frame could be decoded", frame=0)
+    expected = info.frame_count if limit is None else min(limit, info.frame_count or limit)
+    # Containers round their frame counts; a few missing frames at the end are normal.
+    if expected and decoded < expected - max(2, int(0.02 * expected)):
+        raise StepError(
+            video, "decode", f"stream ended early: {decoded} of {expected} frames decoded (truncated or corrupt)",
+            frame=decoded,
+        )

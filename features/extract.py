@@ -1,0 +1,242 @@
+"""One video in, three tables' rows out: decode once, detect on keyframes, track, crop, and SSIM every frame."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from features.config import ExtractConfig
+from features.crops import crop_square, encode_jpeg
+from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, probe
+from features.faces import Detections, detection_scale
+from features.ssim import ssim_pairs
+from features.tracking import FrameBox, IouTracker
+
+FRAME_TRACK_ID = -1  # track id of the whole-frame SSIM series
+
+
+@dataclass
+class VideoResult:
+    """Rows for the videos, faces and ssim tables of one video (metadata and cache keys are added by the caller)."""
+
+    status: str  # ok | no_face | failed
+    video: dict
+    faces: list[dict] = field(default_factory=list)
+    ssim: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, error: StepError | str, step: str | None = None, **video) -> VideoResult:
+        message = str(error)
+        step = getattr(error, "step", None) or step or "extract"
+        return cls("failed", {"status": "failed", "error": message, "error_step": step, **video})
+
+
+@contextmanager
+def _step(video: str, step: str, frame: int | None = None):
+    """Turn any exception inside a step into a StepError that names the video, the step and the cause."""
+    try:
+        yield
+    except StepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the cause is carried in the message
+        raise StepError(video, step, f"{type(exc).__name__}: {exc}", frame=frame) from exc
+
+
+def sample_frames(expected: int | None, count: int, keyframe_interval: int) -> set[int]:
+    """Evenly spaced frame indices whose crops are stored; keyframes when the length is unknown."""
+    if count <= 0:
+        return set()
+    if expected and expected > 0:
+        return {int(i) for i in np.linspace(0, expected - 1, min(count, expected)).round()}
+    return {i * keyframe_interval for i in range(count)}
+
+
+def _frame_ssim_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    scale = min(1.0, long_side / max(width, height))
+    return max(7, int(round(width * scale))), max(7, int(round(height * scale)))
+
+
+@dataclass
+class _Pending:
+    index: int
+    grey: np.ndarray
+    bgr: np.ndarray | None  # kept only for frames whose crop is stored
+
+
+class _VideoExtractor:
+    """State of one streaming extraction; frames are held only between two detector calls."""
+
+    def __init__(self, video: str, config: ExtractConfig, detector, ssim_device: str | None):
+        self.video, self.config, self.detector, self.ssim_device = video, config, detector, ssim_device
+        self.tracker = IouTracker(config.iou_threshold, config.max_missed_keyframes)
+        self.timings: dict[str, float] = defaultdict(float)
+        self.pending: list[_Pending] = []
+        self.keyframes: list[tuple[int, np.ndarray]] = []
+        self.keyframe_count = 0
+        self.detected_on: dict[int, set[int]] = defaultdict(set)  # track id -> keyframes where detected
+        self.face_rows: list[dict] = []
+        self.ssim_rows: list[dict] = []
+        self.prev_face: dict[int, tuple[int, np.ndarray]] = {}
+        self.face_pairs: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        self.frame_pairs: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.prev_small: np.ndarray | None = None
+        self.scale = 1.0
+        self.small_size = (0, 0)
+        self.samples: set[int] = set()
+
+    def add_frame(self, index: int, frame: np.ndarray) -> None:
+        cfg = self.config
+        t = time.perf_counter()
+        with _step(self.video, "ssim", index):
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            small = cv2.resize(grey, self.small_size, interpolation=cv2.INTER_AREA)
+            if self.prev_small is not None:
+                self.frame_pairs.append((index, self.prev_small, small))
+            self.prev_small = small
+        self.timings["ssim_s"] += time.perf_counter() - t
+        self.pending.append(_Pending(index, grey, frame if index in self.samples else None))
+        if index % cfg.keyframe_interval == 0:
+            self.add_keyframe(index, frame)
+
+    def add_keyframe(self, index: int, frame: np.ndarray) -> None:
+        t = time.perf_counter()
+        with _step(self.video, "detect", index):
+            self.keyframes.append((index, self.detector.prepare(frame, self.scale)))
+        self.timings["detect_s"] += time.perf_counter() - t
+        if len(self.keyframes) >= self.config.detect_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Detect on the queued keyframes, resolve every pending frame up to the last one, compute SSIM."""
+        if not self.keyframes:
+            return
+        t = time.perf_counter()
+        first = self.keyframes[0][0]
+        with _step(self.video, "detect", first):
+            found: list[Detections] = self.detector.detect([im for _, im in self.keyframes], self.scale)
+        self.timings["detect_s"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        by_index = {p.index: p for p in self.pending}
+        for (key_index, _), dets in zip(self.keyframes, found):
+            with _step(self.video, "track", key_index):
+                self.keyframe_count += 1
+                for fb in self.tracker.update(key_index, dets):
+                    self._resolve(fb, by_index[fb.frame])
+        last = self.keyframes[-1][0]
+        self.pending = [p for p in self.pending if p.index > last]
+        self.keyframes = []
+        self.timings["track_crop_s"] += time.perf_counter() - t
+        self._compute_ssim()
+
+    def _resolve(self, fb: FrameBox, frame: _Pending) -> None:
+        cfg = self.config
+        if fb.detected:
+            self.detected_on[fb.track_id].add(fb.frame)
+        face = crop_square(frame.grey, fb.box, cfg.crop_margin, cfg.ssim_face_size)
+        prev = self.prev_face.get(fb.track_id)
+        if prev is not None and prev[0] == fb.frame - 1:
+            self.face_pairs.append((fb.track_id, fb.frame, prev[1], face))
+        self.prev_face[fb.track_id] = (fb.frame, face)
+        jpeg = None
+        if frame.bgr is not None:
+            jpeg = encode_jpeg(crop_square(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size), cfg.jpeg_quality)
+        x1, y1, x2, y2 = (float(v) for v in fb.box)
+        self.face_rows.append({
+            "track_id": fb.track_id, "frame_index": fb.frame,
+            "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+            "detected": fb.detected,
+            "confidence": None if np.isnan(fb.confidence) else fb.confidence,
+            "landmarks": None if fb.landmarks is None else [float(v) for v in fb.landmarks],
+            "crop_jpeg": jpeg,
+        })
+
+    def _compute_ssim(self) -> None:
+        t = time.perf_counter()
+        backend, device = self.config.ssim_backend, self.ssim_device
+        if self.frame_pairs:
+            with _step(self.video, "ssim", self.frame_pairs[0][0]):
+                values = ssim_pairs(np.stack([a for _, a, _ in self.frame_pairs]),
+                                    np.stack([b for _, _, b in self.frame_pairs]), backend, device)
+            self.ssim_rows += [{"track_id": FRAME_TRACK_ID, "frame_index": i, "ssim": float(v)}
+                               for (i, _, _), v in zip(self.frame_pairs, values)]
+            self.frame_pairs = []
+        if self.face_pairs:
+            with _step(self.video, "ssim", self.face_pairs[0][1]):
+                values = ssim_pairs(np.stack([a for _, _, a, _ in self.face_pairs]),
+                                    np.stack([b for _, _, _, b in self.face_pairs]), backend, device)
+            self.ssim_rows += [{"track_id": tid, "frame_index": i, "ssim": float(v)}
+                               for (tid, i, _, _), v in zip(self.face_pairs, values)]
+            self.face_pairs = []
+        self.timings["ssim_s"] += time.perf_counter() - t
+
+    def finish(self, last_index: int, last_frame: np.ndarray) -> VideoResult:
+        if last_index % self.config.keyframe_interval != 0:
+            self.add_keyframe(last_index, last_frame)  # so the tail of the clip is tracked, not extrapolated
+        self.flush()
+        kept = {t.track_id: t for t in self.tracker.kept_tracks(self.keyframe_count)}
+        main = self.tracker.main_track(self.keyframe_count)
+
+        def keep(row: dict) -> bool:
+            tid = row["track_id"]
+            # A track spans its first to its last detection; frames held after the face left are dropped.
+            return tid == FRAME_TRACK_ID or (tid in kept and row["frame_index"] <= kept[tid].last_detection_frame)
+
+        faces = [dict(r, is_main=r["track_id"] == main) for r in self.face_rows if keep(r)]
+        ssim = [dict(r, is_main=r["track_id"] == main) for r in self.ssim_rows if keep(r)]
+        keyframes_with_face = len(set().union(*(self.detected_on[t] for t in kept))) if kept else 0
+        status = "ok" if kept else "no_face"
+        return VideoResult(status, {
+            "status": status, "error": None, "error_step": None,
+            "n_tracks": len(kept), "main_track_id": main,
+            "keyframes": self.keyframe_count, "keyframes_with_face": keyframes_with_face,
+            "face_detection_rate": keyframes_with_face / self.keyframe_count if self.keyframe_count else 0.0,
+            "crops_stored": sum(r["crop_jpeg"] is not None for r in faces),
+            **{k: round(v, 4) for k, v in self.timings.items()},
+        }, faces, ssim)
+
+
+def extract_video(path: str, video: str, config: ExtractConfig, detector, ssim_device: str | None = None) -> VideoResult:
+    """Decode `path` once, streaming, and return its face track, crop and SSIM rows.
+
+    Raises StepError (naming the video, the step and the cause) when the file cannot be decoded.
+    """
+    cap = open_video(path, video)
+    try:
+        info = probe(cap)
+        limit = frame_limit(info, config.max_frames, config.max_seconds)
+        expected = min(x for x in (limit, info.frame_count or None) if x) if (limit or info.frame_count) else None
+        run = _VideoExtractor(video, config, detector, ssim_device)
+        run.samples = sample_frames(expected, config.crops_per_video, config.keyframe_interval)
+        frames = iter_frames(cap, video, limit)
+        index, frame = -1, None
+        shape = None
+        while True:
+            t = time.perf_counter()
+            item = next(frames, None)
+            run.timings["decode_s"] += time.perf_counter() - t
+            if item is None:
+                break
+            index, frame = item
+            if shape is None:
+                shape = frame.shape
+                run.scale = detection_scale(shape[1], shape[0], config.detect_long_side)
+                run.small_size = _frame_ssim_size(shape[1], shape[0], config.ssim_frame_long_side)
+            elif frame.shape != shape:
+                raise StepError(video, "decode", f"frame size changed from {shape[:2]} to {frame.shape[:2]}", index)
+            run.add_frame(index, frame)
+        check_complete(info, index + 1, limit, video)
+        result = run.finish(index, frame)
+    finally:
+        cap.release()
+    result.video.update({
+        "width": int(shape[1]), "height": int(shape[0]), "fps": info.fps, "frame_count": info.frame_count,
+        "rotation": info.rotation, "codec": info.codec, "frames_decoded": index + 1,
+        "duration_s": (index + 1) / info.fps if info.fps else None,
+    })
+    return result

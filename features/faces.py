@@ -1,0 +1,118 @@
+"""Face detectors on downscaled keyframes: MTCNN (default, batched) and OpenCV's Haar cascade (fast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one frame, in full-frame pixel coordinates."""
+
+    boxes: np.ndarray  # (n, 4) float32 x1, y1, x2, y2
+    confidences: np.ndarray  # (n,) float32; NaN where the detector gives none (Haar)
+    landmarks: np.ndarray | None  # (n, 10) float32: left eye, right eye, nose, mouth left, mouth right (x, y)
+
+    @classmethod
+    def empty(cls, with_landmarks: bool = False) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, 10), np.float32) if with_landmarks else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def detection_scale(width: int, height: int, long_side: int) -> float:
+    """Factor that shrinks a frame so its long side is at most `long_side` (never enlarges)."""
+    return min(1.0, long_side / max(width, height))
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade, which ships inside the opencv-python wheel."""
+
+    name = "haar"
+    color = "gray"
+
+    def __init__(self, min_face_size: int = 20, min_neighbors: int = 5):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"cannot load the Haar cascade from {path}")
+        self.min_face_size = min_face_size
+        self.min_neighbors = min_neighbors
+
+    def prepare(self, frame_bgr: np.ndarray, scale: float) -> np.ndarray:
+        small = frame_bgr if scale == 1.0 else cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+
+    def detect(self, images: list[np.ndarray], scale: float) -> list[Detections]:
+        out = []
+        for image in images:
+            found = self._cascade.detectMultiScale(
+                image, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(self.min_face_size,) * 2
+            )
+            if len(found) == 0:
+                out.append(Detections.empty())
+                continue
+            xywh = np.asarray(found, np.float32)
+            boxes = np.column_stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3]]) / scale
+            out.append(Detections(boxes.astype(np.float32), np.full(len(boxes), np.nan, np.float32), None))
+        return out
+
+
+class MtcnnDetector:
+    """ipazc MTCNN, batched over keyframes of one size; weights ship inside the mtcnn wheel."""
+
+    name = "mtcnn"
+    color = "rgb"
+
+    def __init__(self, min_face_size: int = 20, threshold: float = 0.9, device: str = "CPU:0"):
+        from mtcnn import MTCNN  # imports TensorFlow: only when this detector is chosen
+
+        self._model = MTCNN(device=device)
+        self.min_face_size = min_face_size
+        self.threshold = threshold
+
+    def prepare(self, frame_bgr: np.ndarray, scale: float) -> np.ndarray:
+        small = frame_bgr if scale == 1.0 else cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))  # a fresh uint8 array per frame
+
+    def detect(self, images: list[np.ndarray], scale: float) -> list[Detections]:
+        if not images:
+            return []
+        if len({im.shape for im in images}) != 1:
+            raise ValueError("MTCNN batches must hold frames of one size (it pads to the largest)")
+        # A Python list of RGB uint8 frames is the only input mtcnn 1.0 batches; numpy output is (n, 16):
+        # image index, x1, y1, x2, y2, confidence, then five (x, y) landmarks.
+        rows = self._model.detect_faces(
+            list(images), box_format="xyxy", output_type="numpy",
+            min_face_size=self.min_face_size, threshold_onet=self.threshold,
+        )
+        rows = np.asarray(rows, np.float32).reshape(-1, 16)
+        out = []
+        for i in range(len(images)):
+            mine = rows[rows[:, 0] == i]
+            mine = mine[mine[:, 5] >= self.threshold]
+            out.append(
+                Detections(
+                    (mine[:, 1:5] / scale).astype(np.float32),
+                    mine[:, 5].astype(np.float32),
+                    (mine[:, 6:16] / scale).astype(np.float32),
+                )
+            )
+        return out
+
+
+def make_detector(kind: str, min_face_size: int, mtcnn_threshold: float, haar_min_neighbors: int, device: str = "CPU:0"):
+    """The detector named in the config."""
+    if kind == "mtcnn":
+        return MtcnnDetector(min_face_size=min_face_size, threshold=mtcnn_threshold, device=device)
+    if kind == "haar":
+        return HaarDetector(min_face_size=min_face_size, min_neighbors=haar_min_neighbors)
+    raise ValueError(f"unknown detector {kind!r}: choose mtcnn or haar")

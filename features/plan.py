@@ -1,0 +1,71 @@
+"""Decide, per video, whether a run must extract it, can skip it, or only needs its metadata refreshed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from features.datasets import VideoEntry
+
+# Columns that come from the dataset listing, not from extraction: a change there needs no decoding.
+METADATA_COLUMNS = ("dataset", "dataset_format", "path", "relpath", "label", "split", "original",
+                    "method", "compression", "leakage_group")
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to extract, with the key its cache entry will carry."""
+
+    entry: VideoEntry
+    fingerprint: str | None
+    cache_key: str
+    reason: str  # new | changed | forced | retry
+
+
+@dataclass
+class ExtractionPlan:
+    todo: list[VideoJob] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refresh: list[VideoEntry] = field(default_factory=list)  # cached and current, but labels or groups changed
+
+    def counts(self) -> dict[str, int]:
+        reasons = {}
+        for job in self.todo:
+            reasons[job.reason] = reasons.get(job.reason, 0) + 1
+        return {"todo": len(self.todo), "skipped": len(self.skipped), "refresh": len(self.refresh), **reasons}
+
+
+def _same(a, b) -> bool:
+    return (a is None or a != a) and (b is None or b != b) or a == b  # NaN and None are both "missing"
+
+
+def plan_extraction(
+    entries: list[VideoEntry],
+    keys: dict[str, tuple[str | None, str]],
+    cached: pd.DataFrame,
+    force: bool = False,
+    retry_failed: bool = False,
+) -> ExtractionPlan:
+    """Compare each entry's (fingerprint, cache_key) with the cached videos rows."""
+    plan = ExtractionPlan()
+    rows = {r["video_id"]: r for r in cached.to_dict("records")} if len(cached) else {}
+    for entry in entries:
+        fingerprint, key = keys[entry.video_id]
+        row = rows.get(entry.video_id)
+        if force:
+            reason = "forced"
+        elif row is None:
+            reason = "new"
+        elif row["cache_key"] != key:
+            reason = "changed"
+        elif row["status"] == "failed" and retry_failed:
+            reason = "retry"
+        else:
+            plan.skipped.append(entry.video_id)
+            meta = entry.metadata()
+            if not all(_same(meta[c], row.get(c)) for c in METADATA_COLUMNS):
+                plan.refresh.append(entry)
+            continue
+        plan.todo.append(VideoJob(entry, fingerprint, key, reason))
+    return plan

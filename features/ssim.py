@@ -1,0 +1,84 @@
+"""SSIM between consecutive grey images, batched; numerically the same as skimage's structural_similarity.
+
+Same window and constants as `skimage.metrics.structural_similarity(a, b, data_range=255)`: a 7x7 uniform
+window, K1=0.01, K2=0.03, sample covariance, averaged over windows that lie fully inside the image.
+The `tf` backend computes the same formula with TensorFlow ops (for GPU workers). It uses the uniform window
+rather than `tf.image.ssim`'s 11x11 Gaussian, so series do not depend on which backend produced them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WIN = 7
+K1, K2 = 0.01, 0.03
+DATA_RANGE = 255.0
+_COV_NORM = WIN * WIN / (WIN * WIN - 1.0)
+
+
+def _window_mean(x: np.ndarray) -> np.ndarray:
+    """Mean over every fully-inside WIN x WIN window of each image in a (n, h, w) stack (summed-area table)."""
+    c = np.zeros((x.shape[0], x.shape[1] + 1, x.shape[2] + 1), np.float64)
+    c[:, 1:, 1:] = x.cumsum(1).cumsum(2)
+    w = WIN
+    return (c[:, w:, w:] - c[:, :-w, w:] - c[:, w:, :-w] + c[:, :-w, :-w]) / (w * w)
+
+
+def _check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim == 2:
+        a, b = a[None], b[None]
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"SSIM needs two stacks of grey images of one shape, got {a.shape} and {b.shape}")
+    if min(a.shape[1:]) < WIN:
+        raise ValueError(f"SSIM needs images of at least {WIN}x{WIN} pixels, got {a.shape[1:]}")
+    return a, b
+
+
+def ssim_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean SSIM of each pair (a[i], b[i]) of uint8 grey images; returns shape (n,)."""
+    a, b = _check(a, b)
+    if len(a) == 0:
+        return np.zeros(0, np.float32)
+    x = a.astype(np.float64)
+    y = b.astype(np.float64)
+    ux, uy = _window_mean(x), _window_mean(y)
+    vx = _COV_NORM * (_window_mean(x * x) - ux * ux)
+    vy = _COV_NORM * (_window_mean(y * y) - uy * uy)
+    vxy = _COV_NORM * (_window_mean(x * y) - ux * uy)
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean(axis=(1, 2)).astype(np.float32)
+
+
+def ssim_tf(a: np.ndarray, b: np.ndarray, device: str | None = None) -> np.ndarray:
+    """The same SSIM with TensorFlow ops, batched on the given device (for example 'GPU:0')."""
+    import tensorflow as tf
+
+    a, b = _check(a, b)
+    if len(a) == 0:
+        return np.zeros(0, np.float32)
+    with tf.device(device or "CPU:0"):
+        x = tf.convert_to_tensor(a[..., None], tf.float32) / DATA_RANGE
+        y = tf.convert_to_tensor(b[..., None], tf.float32) / DATA_RANGE
+
+        def mean(t):
+            return tf.nn.avg_pool2d(t, ksize=WIN, strides=1, padding="VALID")
+
+        ux, uy = mean(x), mean(y)
+        vx = _COV_NORM * (mean(x * x) - ux * ux)
+        vy = _COV_NORM * (mean(y * y) - uy * uy)
+        vxy = _COV_NORM * (mean(x * y) - ux * uy)
+        c1, c2 = K1**2, K2**2
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        return tf.reduce_mean(s, axis=[1, 2, 3]).numpy().astype(np.float32)
+
+
+def ssim_pairs(a: np.ndarray, b: np.ndarray, backend: str = "numpy", device: str | None = None) -> np.ndarray:
+    """SSIM of each pair of grey uint8 images with the chosen backend."""
+    if backend == "numpy":
+        return ssim_numpy(a, b)
+    if backend == "tf":
+        return ssim_tf(a, b, device=device)
+    raise ValueError(f"unknown SSIM backend {backend!r}: choose numpy or tf")

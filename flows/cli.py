@@ -1,0 +1,133 @@
+"""`dfp`: the command line. Each subcommand builds the run's config model and calls its Prefect flow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+
+from flows.runtime import configure_environment
+
+configure_environment()
+
+from features.config import RUNTIME_FIELDS, ExtractConfig  # noqa: E402 - after the environment is set
+
+# Options every extraction-shaped command takes, generated from the config model so help and defaults agree.
+_POSITIONAL = {"datasets"}
+_DEDICATED = {"cache", "force", "dask_address", "workers"}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("extraction settings (part of the cache key unless noted)")
+    for name, field in ExtractConfig.model_fields.items():
+        if name in _POSITIONAL | _DEDICATED:
+            continue
+        flag = "--" + name.replace("_", "-")
+        base = field.annotation
+        if typing.get_origin(base) in (typing.Union, types.UnionType):  # X | None
+            base = next(a for a in typing.get_args(base) if a is not type(None))
+        note = " Not part of the cache key." if name in RUNTIME_FIELDS else ""
+        help_text = f"{field.description}{note} (default: {field.default})"
+        if base is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(base) is typing.Literal:
+            group.add_argument(flag, choices=typing.get_args(base), default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=base, default=None, metavar=name.upper(), help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace, **fixed) -> ExtractConfig:
+    values = json.loads(Path(args.config).read_text()) if getattr(args, "config", None) else {}
+    for name in ExtractConfig.model_fields:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    values.update({k: v for k, v in fixed.items() if v is not None})
+    return ExtractConfig(**values)
+
+
+def _run_extract(config: ExtractConfig) -> dict:
+    from flows.runtime import prefect_server
+
+    with prefect_server():  # started first: it boots while Prefect and the flow modules import
+        from flows.extract import extract_flow
+
+        return extract_flow(config)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    config = _config_from_args(args, datasets=args.datasets)
+    summary = _run_extract(config)
+    print(summary["line"])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from features.demo import make_demo_dataset
+
+    out = Path(args.out)
+    data = out / "dfdc-demo"
+    if not (data / "metadata.json").exists() or args.regenerate:
+        print(f"generating {args.clips} demo clips in {data} ...", flush=True)
+        make_demo_dataset(data, n_clips=args.clips, frames=args.frames, seed=args.seed)
+    config = _config_from_args(args, datasets=[str(data)], cache=args.cache or str(out / "cache"))
+    summary = _run_extract(config)
+    print(summary["line"])
+    print(f"cache: {config.cache}  (read it with pandas.read_parquet('{config.cache}/videos'))")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfp", description="deepfake-pipeline: video forensics data pipelines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    extract = sub.add_parser("extract", help="Extract face tracks, crops and SSIM series into a Parquet cache.",
+                             description="Extract face tracks, crops and SSIM series of every new or changed "
+                                         "video into the cache. DATASET is a DFDC folder (metadata.json), a "
+                                         "FaceForensics++ root, any folder of videos (optionally with labels.csv), "
+                                         "a CSV of path,label[,original], or a video file.")
+    extract.add_argument("datasets", nargs="+", metavar="DATASET")
+    extract.add_argument("--cache", required=True, help="Cache location: local path or fsspec URL (s3://...).")
+    extract.add_argument("--dask-address", default=None, help="Use an existing Dask scheduler (tcp://host:port).")
+    extract.add_argument("--workers", type=int, default=None, help="Local Dask worker processes (default: cores).")
+    extract.add_argument("--force", action="store_true", default=None, help="Redo every video.")
+    extract.add_argument("--config", default=None, help="JSON file with ExtractConfig fields; flags override it.")
+    _add_config_options(extract)
+    extract.set_defaults(func=cmd_extract)
+
+    demo = sub.add_parser("demo", help="Generate the built-in demo dataset and extract it.",
+                          description="Generate a small labelled DFDC-style dataset from face images that ship "
+                                      "with scikit-image and matplotlib (no downloads), then run extraction on it.")
+    demo.add_argument("--out", default="demo-output", help="Folder for the demo data and cache.")
+    demo.add_argument("--cache", default=None, help="Cache location (default: OUT/cache).")
+    demo.add_argument("--clips", type=int, default=20, help="Number of clips, half REAL and half FAKE.")
+    demo.add_argument("--frames", type=int, default=60, help="Frames per clip.")
+    demo.add_argument("--seed", type=int, default=0, help="Generator seed: same seed, same clips.")
+    demo.add_argument("--regenerate", action="store_true", help="Regenerate the clips even if present.")
+    demo.add_argument("--dask-address", default=None, help="Use an existing Dask scheduler (tcp://host:port).")
+    demo.add_argument("--workers", type=int, default=None, help="Local Dask worker processes (default: cores).")
+    demo.add_argument("--force", action="store_true", default=None, help="Redo every video.")
+    _add_config_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
+        from features.datasets import DatasetError
+
+        if isinstance(exc, (DatasetError, ValueError)):
+            print(f"dfp {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The extraction flow: discover → plan against the cache → extract changed videos on Dask → summarise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+
+from features.cache import CacheStore
+from features.config import ExtractConfig
+from features.plan import VideoJob
+from flows.runtime import make_task_runner
+from tasks.extract import discover_videos, extract_video_task, plan_videos, refresh_metadata
+
+STATUSES = ("ok", "no_face", "failed")
+
+
+@flow(name="extract", validate_parameters=True)
+def extract_flow(config: ExtractConfig) -> dict:
+    """Extract face tracks, crops and SSIM series of every new or changed video into the cache."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    store = CacheStore(config.cache)
+    store.remove_stale_tmp()
+    entries = discover_videos(config.datasets)
+    plan = plan_videos(entries, config)
+    logger.info("%d videos: %s (config %s)", len(entries), plan.counts(), config.config_hash)
+    if plan.refresh:
+        refresh_metadata(plan.refresh, config.cache)
+    manifests = run_jobs(plan.todo, config)
+    summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config)
+    logger.info(summary["line"])
+    store.write_run_record("extract", summary)
+    create_markdown_artifact(markdown=summary_markdown(summary, manifests), key="extract-summary",
+                             description="Extraction run summary")
+    return summary
+
+
+def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
+    """One Dask task per video, with a terminal progress bar and a Prefect progress artifact."""
+    if not jobs:
+        return []  # nothing to do: no cluster is started
+    from distributed import as_completed
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    artifact_id = create_progress_artifact(progress=0.0, key="extract-progress",
+                                           description=f"Extracting {len(jobs)} videos")
+    manifests: list[dict] = []
+    with make_task_runner(config.workers, config.dask_address) as runner:
+        futures = {}
+        for job in jobs:
+            future = runner.submit(extract_video_task, parameters={"job": job, "config": config})
+            futures[future.wrapped_future.key] = (future, job)
+        columns = (TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"))
+        with Progress(*columns, transient=False) as bar:
+            progress = bar.add_task("", total=len(jobs))
+            for done in as_completed([f.wrapped_future for f, _ in futures.values()], loop=runner.client.loop):
+                future, job = futures[done.key]
+                try:
+                    manifest = future.result()
+                except Exception as exc:  # noqa: BLE001 - the task itself failed (storage, lost worker)
+                    manifest = {"video_id": job.entry.video_id, "status": "failed", "seconds": None,
+                                "error": f"write failed for {job.entry.video_id}: {type(exc).__name__}: {exc}"}
+                manifests.append(manifest)
+                bar.update(progress, advance=1, description=f"{manifest['status']:8s} {manifest['video_id']}")
+                if artifact_id is not None:
+                    update_progress_artifact(artifact_id, progress=100.0 * len(manifests) / len(jobs))
+    return manifests
+
+
+def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: float, config: ExtractConfig) -> dict:
+    """Counts by status for this run, with the time per processed video."""
+    counts = {s: sum(m["status"] == s for m in manifests) for s in STATUSES}
+    seconds = [m["seconds"] for m in manifests if m.get("seconds") is not None]
+    per_video = sum(seconds) / len(seconds) if seconds else 0.0
+    line = (f"{counts['ok']} ok, {counts['no_face']} no face, {counts['failed']} failed, "
+            f"{plan_counts.get('skipped', 0)} cached; {per_video:.2f} s per video "
+            f"({len(manifests)} extracted in {elapsed:.1f} s wall)")
+    return {
+        "line": line,
+        "videos": n_videos,
+        "extracted": len(manifests),
+        **counts,
+        "skipped": plan_counts.get("skipped", 0),
+        "refreshed": plan_counts.get("refresh", 0),
+        "reasons": {k: v for k, v in plan_counts.items() if k not in ("todo", "skipped", "refresh")},
+        "seconds_per_video": round(per_video, 3),
+        "wall_s": round(elapsed, 2),
+        "config_hash": config.config_hash,
+        "cache": config.cache,
+        "failed_videos": [{"video_id": m["video_id"], "error": m["error"]} for m in manifests if m["status"] == "failed"],
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+
+
+def summary_markdown(summary: dict, manifests: list[dict]) -> str:
+    lines = [
+        "# Extraction summary", "", f"**{summary['line']}**", "",
+        f"Cache: `{summary['cache']}`, config hash `{summary['config_hash']}`", "",
+        "| status | videos |", "|---|---|",
+        *(f"| {s} | {summary[s]} |" for s in STATUSES), f"| cached (skipped) | {summary['skipped']} |",
+    ]
+    if summary["failed_videos"]:
+        lines += ["", "## Failed", "", "| video | error |", "|---|---|"]
+        lines += [f"| {f['video_id']} | {(f['error'] or '').replace('|', '/')} |" for f in summary["failed_videos"]]
+    return "\n".join(lines)
+
+
+def summary_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2)

@@ -1,0 +1,156 @@
+"""How flows run here: telemetry off, thread pools capped, a local Prefect server, and the Dask task runner.
+
+Nothing in this module imports Prefect at import time, so `configure_environment()` can run before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+# Set for every process we start: no telemetry, quiet TensorFlow, one thread per library.
+QUIET_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+WORKER_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OPENCV_FOR_THREADS_NUM": "1",
+}
+
+
+def configure_environment() -> None:
+    """Turn off telemetry before Prefect is imported; keep values the user set."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def dfp_home() -> Path:
+    """Where dfp keeps its local Prefect database and logs (DFP_HOME, default ~/.local/share/dfp)."""
+    return Path(os.environ.get("DFP_HOME", Path.home() / ".local" / "share" / "dfp")).expanduser()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def prefect_server(timeout_s: float = 90) -> Iterator[str]:
+    """A Prefect API for this run: PREFECT_API_URL when set, else a server started on 127.0.0.1.
+
+    Without a configured API, Prefect would start an ephemeral server in every Dask worker process on one
+    SQLite file ("database is locked"). One local server for the whole run avoids that. Its database lives in
+    DFP_HOME so run history persists; a second concurrent run gets a temporary database of its own.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+
+    home = dfp_home() / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        lock = stack.enter_context(open(home / "server.lock", "w"))
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another dfp run owns the persistent database
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dfp-prefect-")))
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(QUIET_ENV)
+        env.update({
+            "PREFECT_HOME": str(home),
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+        })
+        log_path = home / "server.log"
+        log = stack.enter_context(open(log_path, "ab"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        stack.callback(_stop, process)
+        # Importing Prefect takes about as long as the server takes to start: do it meanwhile.
+        from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+        if get_current_settings().api.url:  # a profile names a server: use it, not ours
+            yield str(get_current_settings().api.url)
+            return
+        stack.callback(_flush_prefect_logs)  # runs before the server stops
+        deadline = time.monotonic() + timeout_s
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"local Prefect server did not start (see {log_path}):\n{tail}")
+            time.sleep(0.2)
+        os.environ["PREFECT_API_URL"] = url  # inherited by local Dask worker processes
+        stack.callback(os.environ.pop, "PREFECT_API_URL", None)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        yield url
+
+
+def _flush_prefect_logs() -> None:
+    """Send queued logs and events while the server is still up."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def make_task_runner(workers: int | None, dask_address: str | None):
+    """A DaskTaskRunner: the given cluster, or a LocalCluster of single-threaded process workers."""
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    n_workers = workers or os.cpu_count() or 1
+    env = {**WORKER_THREAD_ENV, **QUIET_ENV}
+    if os.environ.get("PREFECT_API_URL"):
+        env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"]
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": n_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "env": env,
+        },
+    )

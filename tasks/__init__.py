@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: one unit of work each, its inputs and outputs, retries and where results go."""

@@ -1,0 +1,137 @@
+"""Tasks of the extraction flow: discover and plan on the driver, extract one video on a Dask worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from features import FEATURE_CODE_VERSION
+from features.cache import CacheStore, cache_key, fingerprint_file
+from features.config import ExtractConfig
+from features.datasets import VideoEntry, discover
+from features.decode import StepError
+from features.extract import VideoResult, extract_video
+from features.faces import make_detector
+from features.plan import METADATA_COLUMNS, ExtractionPlan, VideoJob, plan_extraction
+
+
+@task(name="discover-videos", cache_policy=NO_CACHE, persist_result=False)
+def discover_videos(datasets: list[str]) -> list[VideoEntry]:
+    """List every video of the given datasets with labels and leakage groups."""
+    return discover(datasets)
+
+
+@task(name="plan-extraction", cache_policy=NO_CACHE, persist_result=False)
+def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionPlan:
+    """Fingerprint every video and compare with the cache: what to extract, skip or refresh."""
+    with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
+        fingerprints = list(pool.map(lambda e: None if e.discovery_error else fingerprint_file(e.path), entries))
+    keys = {
+        e.video_id: (fp, cache_key(fp, config.config_hash, FEATURE_CODE_VERSION))
+        for e, fp in zip(entries, fingerprints)
+    }
+    store = CacheStore(config.cache)
+    cached = store.read("videos", columns=["video_id", "cache_key", "status", *METADATA_COLUMNS])
+    return plan_extraction(entries, keys, cached, force=config.force, retry_failed=config.retry_failed)
+
+
+@task(name="refresh-metadata", cache_policy=NO_CACHE, persist_result=False)
+def refresh_metadata(entries: list[VideoEntry], cache: str) -> int:
+    """Rewrite the videos rows of cached videos whose labels, splits or groups changed; no decoding."""
+    store = CacheStore(cache)
+    for entry in entries:
+        row = store.read_video_row(entry.video_id)
+        if row is not None:
+            store.write_table("videos", entry.video_id, [{**row, **entry.metadata()}])
+    return len(entries)
+
+
+def cap_threads() -> None:
+    """One worker process, one thread: keep OpenCV and TensorFlow from starting pools of their own."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' becomes GPU:0 when TensorFlow sees a GPU on this worker, else CPU:0."""
+    if requested != "auto":
+        return requested
+    import tensorflow as tf
+
+    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+
+
+@functools.lru_cache(maxsize=4)
+def _detector(kind: str, min_face_size: int, threshold: float, min_neighbors: int, device: str):
+    if kind == "mtcnn":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TensorFlow already initialised in this process: keep its pools
+    return make_detector(kind, min_face_size, threshold, min_neighbors, device)
+
+
+def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
+    """Extract one video; every failure of the video itself becomes a 'failed' result, never an exception."""
+    entry = job.entry
+    if entry.discovery_error:
+        return VideoResult.failed(StepError(entry.video_id, "discover", entry.discovery_error))
+    if job.fingerprint is None:
+        return VideoResult.failed(StepError(entry.video_id, "probe", f"file not found: {entry.path}"))
+    try:
+        cap_threads()
+        needs_tf = config.detector == "mtcnn" or config.ssim_backend == "tf"
+        device = resolve_device(config.device) if needs_tf else "CPU:0"
+        detector = _detector(config.detector, config.min_face_size, config.mtcnn_threshold,
+                             config.haar_min_neighbors, device)
+        return extract_video(entry.path, entry.video_id, config, detector, ssim_device=device)
+    except StepError as exc:
+        return VideoResult.failed(exc)
+    except Exception as exc:  # noqa: BLE001 - a bad video must not stop the run
+        return VideoResult.failed(f"extract failed for {entry.video_id}: {type(exc).__name__}: {exc}")
+
+
+@task(
+    name="extract-video",
+    task_run_name="extract {job.entry.video_id}",
+    retries=2,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def extract_video_task(job: VideoJob, config: ExtractConfig) -> dict:
+    """Extract one video and write its three partitions; returns a small manifest, never frames."""
+    started = time.perf_counter()
+    result = run_extraction(job, config)
+    row = {
+        **job.entry.metadata(),
+        **result.video,
+        "fingerprint": job.fingerprint,
+        "config_hash": config.config_hash,
+        "code_version": FEATURE_CODE_VERSION,
+        "cache_key": job.cache_key,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "extracted_at": dt.datetime.now(dt.timezone.utc),
+    }
+    row["total_s"] = round(time.perf_counter() - started, 4)
+    # Storage errors are not the video's fault: they raise, and Prefect retries the task.
+    CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+    return {
+        "video_id": job.entry.video_id,
+        "status": result.status,
+        "error": row.get("error"),
+        "n_tracks": row.get("n_tracks"),
+        "seconds": round(time.perf_counter() - started, 3),
+        "worker": row["worker"],
+    }
