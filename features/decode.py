@@ -56,12 +56,10 @@ def open_video(path: str, video: str) -> cv2.VideoCapture:
 
 
 def probe(cap: cv2.VideoCapture) -> VideoProbe:
-    """Container facts; width and height are swapped when a 90/270 degree rotation will be applied."""
+    """Container facts; with auto-orientation on, OpenCV reports the upright width and height."""
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
-    if rotation in (90, 270):
-        width, height = height, width
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     if not math.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 0.0

@@ -89,7 +89,7 @@ class MtcnnDetector:
         if len({im.shape for im in images}) != 1:
             raise ValueError("MTCNN batches must hold frames of one size (it pads to the largest)")
         # A Python list of RGB uint8 frames is the only input mtcnn 1.0 batches; numpy output is (n, 16):
-        # image index, x1, y1, x2, y2, confidence, then five (x, y) landmarks.
+        # image index, x1, y1, x2, y2, confidence, five landmark x, then five landmark y.
         rows = self._model.detect_faces(
             list(images), box_format="xyxy", output_type="numpy",
             min_face_size=self.min_face_size, threshold_onet=self.threshold,
@@ -103,10 +103,15 @@ class MtcnnDetector:
                 Detections(
                     (mine[:, 1:5] / scale).astype(np.float32),
                     mine[:, 5].astype(np.float32),
-                    (mine[:, 6:16] / scale).astype(np.float32),
+                    (_interleave(mine[:, 6:16]) / scale).astype(np.float32),
                 )
             )
         return out
+
+
+def _interleave(landmarks: np.ndarray) -> np.ndarray:
+    """mtcnn's x0..x4, y0..y4 as x0, y0, x1, y1, ... (left eye, right eye, nose, mouth left, mouth right)."""
+    return np.stack([landmarks[:, :5], landmarks[:, 5:]], axis=-1).reshape(-1, 10)
 
 
 def make_detector(kind: str, min_face_size: int, mtcnn_threshold: float, haar_min_neighbors: int, device: str = "CPU:0"):

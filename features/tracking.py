@@ -62,7 +62,7 @@ def _affinity(tracks: np.ndarray, dets: np.ndarray, iou_threshold: float) -> np.
     dc = (dets[None, :, :2] + dets[None, :, 2:]) / 2
     t_size = np.maximum(tracks[:, 2] - tracks[:, 0], tracks[:, 3] - tracks[:, 1])[:, None]
     d_size = np.maximum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])[None, :]
-    near = np.linalg.norm(tc - dc, axis=-1) < 0.5 * np.maximum(t_size, d_size)
+    near = np.linalg.norm(tc - dc, axis=-1) < np.maximum(t_size, d_size)  # moved less than a face width
     similar = (d_size / np.maximum(t_size, 1e-6) > 0.5) & (d_size / np.maximum(t_size, 1e-6) < 2.0)
     fallback = np.where(near & similar, iou_threshold, 0.0)
     return np.maximum(overlap, fallback)

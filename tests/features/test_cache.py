@@ -1,0 +1,107 @@
+import os
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features.cache import (FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA, CacheStore, cache_key, fingerprint_file,
+                            partition_name)
+
+
+def _video(vid="ds/a", key="k1", status="ok"):
+    return {"video_id": vid, "cache_key": key, "status": status, "label": "REAL", "dataset": "ds"}
+
+
+def _faces(n=3):
+    return [{"track_id": 0, "frame_index": i, "is_main": True, "x1": 1.0, "y1": 2.0, "x2": 3.0, "y2": 4.0,
+             "detected": i == 0, "confidence": 0.99 if i == 0 else None, "landmarks": None,
+             "crop_jpeg": b"\xff\xd8" if i == 0 else None} for i in range(n)]
+
+
+def _ssim(n=2):
+    return [{"track_id": -1, "frame_index": i + 1, "is_main": False, "ssim": 0.9} for i in range(n)]
+
+
+def test_round_trip_with_documented_schemas(tmp_path):
+    store = CacheStore(str(tmp_path / "cache"))
+    store.write_video(_video(), _faces(3), _ssim(2))
+    for table, schema in (("videos", VIDEOS_SCHEMA), ("faces", FACES_SCHEMA), ("ssim", SSIM_SCHEMA)):
+        files = os.listdir(tmp_path / "cache" / table)
+        assert files == [partition_name("ds/a")]
+        assert pq.read_schema(tmp_path / "cache" / table / files[0]).remove_metadata() == schema
+    faces = pd.read_parquet(tmp_path / "cache" / "faces")  # plain pandas reads a table folder
+    assert len(faces) == 3 and set(faces.cache_key) == {"k1"}
+    assert store.read("videos").loc[0, "write_s"] >= 0
+
+
+def test_rewrite_replaces_never_appends(tmp_path):
+    store = CacheStore(str(tmp_path))
+    store.write_video(_video(key="k1"), _faces(3), _ssim(2))
+    store.write_video(_video(key="k2"), _faces(5), _ssim(4))
+    assert len(store.read("faces")) == 5
+    assert set(store.read("ssim").cache_key) == {"k2"}
+
+
+def test_uncommitted_rows_are_hidden_until_the_videos_row_is_written(tmp_path):
+    store = CacheStore(str(tmp_path))
+    store.write_video(_video(key="k1"), _faces(3), _ssim(2))
+    # A writer killed after faces but before its videos row: the new faces carry a key nobody committed.
+    store.write_table("faces", "ds/a", [{**r, "video_id": "ds/a", "cache_key": "k2"} for r in _faces(7)])
+    assert len(store.read("faces")) == 0
+    assert len(store.read("faces", committed_only=False)) == 7
+
+
+def test_temporary_files_are_invisible_to_readers_and_cleaned(tmp_path):
+    store = CacheStore(str(tmp_path))
+    store.write_video(_video(), _faces(2), _ssim(1))
+    stray = tmp_path / "faces" / ".tmp-deadbeef-x.parquet"
+    stray.write_bytes(b"half a parquet file")
+    assert len(pd.read_parquet(tmp_path / "faces")) == 2
+    assert len(store.read("faces")) == 2
+    os.utime(stray, (0, 0))
+    assert store.remove_stale_tmp() == 1 and not stray.exists()
+
+
+def test_empty_cache_reads_as_empty_tables_with_columns(tmp_path):
+    frame = CacheStore(str(tmp_path / "none")).read("videos", columns=["video_id", "status"])
+    assert list(frame.columns) == ["video_id", "status"] and len(frame) == 0
+
+
+def test_fsspec_memory_filesystem():
+    store = CacheStore("memory://dfp-test-cache")
+    store.write_video(_video("ds/m"), _faces(2), _ssim(1))
+    assert store.read("videos").video_id.tolist() == ["ds/m"]
+    assert store.read_video_row("ds/m")["status"] == "ok"
+    assert store.read_video_row("ds/none") is None
+
+
+def test_fingerprint_follows_content_not_name(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.write_bytes(b"1" * 1000)
+    b.write_bytes(b"1" * 1000)
+    assert fingerprint_file(str(a)) == fingerprint_file(str(b))
+    b.write_bytes(b"1" * 999 + b"2")
+    assert fingerprint_file(str(a)) != fingerprint_file(str(b))
+    assert fingerprint_file(str(tmp_path / "missing.mp4")) is None
+
+
+def test_large_files_are_fingerprinted_by_sampled_blocks(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(40 << 20))
+    before = fingerprint_file(str(big))
+    with open(big, "r+b") as fh:  # change a byte in the tail block
+        fh.seek((40 << 20) - 10)
+        fh.write(b"!")
+    assert fingerprint_file(str(big)) != before
+
+
+def test_cache_key_depends_on_each_part():
+    keys = {cache_key("f", "c", "1"), cache_key("g", "c", "1"), cache_key("f", "d", "1"), cache_key("f", "c", "2")}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize("vid", ["ds/a", "ds/../x", "ds/sub dir/ü.mp4", "a/b/c"])
+def test_partition_names_are_safe_and_distinct(vid):
+    name = partition_name(vid)
+    assert "/" not in name and not name.startswith(".") and name.endswith(".parquet")
+    assert partition_name("ds/a") != partition_name("ds__a")

@@ -1,0 +1,116 @@
+import cv2
+import numpy as np
+import pytest
+
+from features.config import ExtractConfig
+from features.decode import StepError
+from features.extract import FRAME_TRACK_ID, extract_video, sample_frames
+from features.faces import HaarDetector, MtcnnDetector
+from tests.conftest import face_scene, shared_dataset, write_clip
+
+
+@pytest.fixture(scope="module")
+def haar():
+    return HaarDetector()
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return MtcnnDetector()
+
+
+def _moving_face_clip(path, n=25, faces=1):
+    return write_clip(path, [face_scene(faces=faces, shift=i) for i in range(n)])
+
+
+def test_one_face_every_frame_has_a_box_and_ssim_has_frames_minus_one_values(tmp_path, haar):
+    clip = _moving_face_clip(tmp_path / "one.mp4", n=25)
+    cfg = ExtractConfig(detector="haar", keyframe_interval=5, crops_per_video=8, crop_size=96)
+    result = extract_video(str(clip), "one", cfg, haar)
+    v = result.video
+    assert result.status == "ok" and v["status"] == "ok"
+    assert (v["frames_decoded"], v["width"], v["height"], v["n_tracks"], v["main_track_id"]) == (25, 480, 320, 1, 0)
+    assert v["keyframes"] == 6 and v["keyframes_with_face"] == 6  # frames 0, 5, 10, 15, 20 and the last, 24
+    assert sorted(r["frame_index"] for r in result.faces) == list(range(25))
+    assert [r["detected"] for r in result.faces if r["frame_index"] % 5 == 0] == [True] * 5
+    frame_series = [r for r in result.ssim if r["track_id"] == FRAME_TRACK_ID]
+    face_series = [r for r in result.ssim if r["track_id"] == 0]
+    assert len(frame_series) == 24
+    assert len(face_series) == len(result.faces) - 1
+    assert all(0.0 < r["ssim"] <= 1.0 for r in face_series)
+    crops = [r for r in result.faces if r["crop_jpeg"] is not None]
+    assert len(crops) == 8 and v["crops_stored"] == 8
+    image = cv2.imdecode(np.frombuffer(crops[0]["crop_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (96, 96, 3)
+    # The tracked box follows the face as it moves right one pixel per frame.
+    boxes = {r["frame_index"]: r["x1"] for r in result.faces}
+    assert boxes[20] - boxes[0] == pytest.approx(20, abs=6)
+
+
+def test_mtcnn_gives_confidence_and_landmarks_and_two_faces_make_two_tracks(tmp_path, mtcnn):
+    clip = _moving_face_clip(tmp_path / "two.mp4", n=12, faces=2)
+    cfg = ExtractConfig(detector="mtcnn", keyframe_interval=4, crops_per_video=4)
+    result = extract_video(str(clip), "two", cfg, mtcnn)
+    assert result.status == "ok"
+    assert result.video["n_tracks"] == 2
+    detected = [r for r in result.faces if r["detected"]]
+    assert all(r["confidence"] > 0.9 and len(r["landmarks"]) == 10 for r in detected)
+    tracked = [r for r in result.faces if not r["detected"]]
+    assert tracked and all(r["confidence"] is None and r["landmarks"] is None for r in tracked)
+    assert sum(r["is_main"] for r in result.faces) == 12  # the main track covers every frame
+    for lm in (r["landmarks"] for r in detected):
+        eyes_y, mouth_y = (lm[1] + lm[3]) / 2, (lm[7] + lm[9]) / 2
+        assert eyes_y < mouth_y  # upright faces
+
+
+def test_no_face_keeps_the_frame_series(tmp_path, haar):
+    frames = [np.full((120, 160, 3), 40 + i, np.uint8) for i in range(10)]
+    clip = write_clip(tmp_path / "blank.mp4", frames)
+    result = extract_video(str(clip), "blank", ExtractConfig(detector="haar"), haar)
+    assert result.status == "no_face"
+    assert result.faces == []
+    assert len(result.ssim) == 9 and {r["track_id"] for r in result.ssim} == {FRAME_TRACK_ID}
+    assert result.video["face_detection_rate"] == 0.0
+
+
+def test_frame_cap(tmp_path, haar):
+    clip = _moving_face_clip(tmp_path / "one.mp4", n=25)
+    result = extract_video(str(clip), "one", ExtractConfig(detector="haar", max_frames=10), haar)
+    assert result.video["frames_decoded"] == 10
+    assert len([r for r in result.ssim if r["track_id"] == FRAME_TRACK_ID]) == 9
+
+
+def test_corrupt_file_raises_a_step_error_naming_the_video(tmp_path, haar):
+    clip = _moving_face_clip(tmp_path / "one.mp4", n=25)
+    data = bytearray(clip.read_bytes())
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(StepError) as err:
+        extract_video(str(truncated), "truncated.mp4", ExtractConfig(detector="haar"), haar)
+    assert "truncated.mp4" in str(err.value) and err.value.step in ("probe", "decode")
+
+
+def test_sample_frames_are_evenly_spaced():
+    assert sample_frames(300, 4, 10) == {0, 100, 199, 299}
+    assert sample_frames(3, 32, 10) == {0, 1, 2}
+    assert sample_frames(None, 3, 10) == {0, 10, 20}
+    assert sample_frames(100, 0, 10) == set()
+
+
+@pytest.mark.parametrize("name", ["afoovlsmtx", "caifxvsozs", "ccfoszqabv"])
+def test_real_dfdc_clips_faces_on_90_percent_of_keyframes(name, mtcnn):
+    """The three REAL clips of dfdc-mini, full length, default settings."""
+    clip = shared_dataset("dfdc-mini") / "train_sample_videos" / f"{name}.mp4"
+    result = extract_video(str(clip), name, ExtractConfig(), mtcnn)
+    v = result.video
+    assert result.status == "ok"
+    assert v["keyframes_with_face"] / v["keyframes"] >= 0.9
+    assert v["frames_decoded"] == 300
+    assert len([r for r in result.ssim if r["track_id"] == FRAME_TRACK_ID]) == v["frames_decoded"] - 1
+    main = [r for r in result.faces if r["is_main"]]
+    main_ssim = [r for r in result.ssim if r["is_main"]]
+    assert len(main_ssim) == len(main) - 1
+    for r in main:
+        if r["detected"]:
+            lm = r["landmarks"]
+            assert (lm[1] + lm[3]) / 2 < (lm[7] + lm[9]) / 2  # eyes above the mouth: upright

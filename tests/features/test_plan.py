@@ -1,0 +1,41 @@
+import pandas as pd
+
+from features.datasets import VideoEntry
+from features.plan import plan_extraction
+
+
+def entry(vid, label="REAL", group=None):
+    return VideoEntry(video_id=vid, dataset="ds", dataset_format="dfdc", path=f"/d/{vid}", relpath=vid,
+                      label=label, leakage_group=group or vid)
+
+
+def cached(*rows):
+    return pd.DataFrame([{"video_id": v, "cache_key": k, "status": s, "dataset": "ds", "dataset_format": "dfdc",
+                          "path": f"/d/{v}", "relpath": v, "label": "REAL", "split": None, "original": None,
+                          "method": None, "compression": None, "leakage_group": v} for v, k, s in rows])
+
+
+def test_new_changed_skipped_and_failed():
+    entries = [entry("a"), entry("b"), entry("c"), entry("d")]
+    keys = {"a": ("fa", "ka"), "b": ("fb", "kb-new"), "c": ("fc", "kc"), "d": ("fd", "kd")}
+    plan = plan_extraction(entries, keys, cached(("b", "kb-old", "ok"), ("c", "kc", "ok"), ("d", "kd", "failed")))
+    assert {j.entry.video_id: j.reason for j in plan.todo} == {"a": "new", "b": "changed"}
+    assert sorted(plan.skipped) == ["c", "d"]
+    retry = plan_extraction(entries, keys, cached(("d", "kd", "failed")), retry_failed=True)
+    assert {j.entry.video_id: j.reason for j in retry.todo}["d"] == "retry"
+
+
+def test_force_redoes_everything():
+    entries = [entry("a"), entry("b")]
+    keys = {"a": ("fa", "ka"), "b": ("fb", "kb")}
+    plan = plan_extraction(entries, keys, cached(("a", "ka", "ok"), ("b", "kb", "ok")), force=True)
+    assert [j.reason for j in plan.todo] == ["forced", "forced"]
+
+
+def test_label_or_group_change_refreshes_metadata_without_extracting():
+    entries = [entry("a", label="FAKE"), entry("b", group="g")]
+    keys = {"a": ("fa", "ka"), "b": ("fb", "kb")}
+    plan = plan_extraction(entries, keys, cached(("a", "ka", "ok"), ("b", "kb", "ok")))
+    assert plan.todo == []
+    assert sorted(e.video_id for e in plan.refresh) == ["a", "b"]
+    assert plan.counts() == {"todo": 0, "skipped": 2, "refresh": 2}

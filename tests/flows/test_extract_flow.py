@@ -1,0 +1,100 @@
+"""The extraction flow end to end: Prefect test harness, a real LocalCluster with two process workers."""
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+from features.config import ExtractConfig
+from flows.extract import extract_flow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def dataset_with_bad_files(demo_dir, tmp_path):
+    root = shutil.copytree(demo_dir, tmp_path / "dfdc-demo")
+    metadata = json.loads((root / "metadata.json").read_text())
+    good = sorted(metadata)
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "notvideo.mp4").write_text("not a video\n" * 100)
+    data = (root / good[0]).read_bytes()
+    (root / "trunc.mp4").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[len(data) // 3: len(data) // 3 + 20000] = os.urandom(20000)
+    (root / "corrupt.mp4").write_bytes(bytes(corrupt))
+    for name in ("zero.mp4", "notvideo.mp4", "trunc.mp4", "corrupt.mp4", "gone.mp4", "../outside.mp4"):
+        metadata[name] = {"label": "REAL", "split": "train", "original": None}
+    (root / "metadata.json").write_text(json.dumps(metadata))
+    return root, good
+
+
+def test_flow_writes_all_tables_and_every_bad_video_gets_a_failed_row(prefect_harness, dataset_with_bad_files,
+                                                                    tmp_path):
+    root, good = dataset_with_bad_files
+    cache = tmp_path / "cache"
+    summary = extract_flow(ExtractConfig(datasets=[str(root)], cache=str(cache), workers=2))
+
+    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    assert len(videos) == len(good) + 6
+    bad = videos.loc[[f"dfdc-demo/{n}" for n in ("zero", "notvideo", "trunc", "gone", "../outside.mp4")]]
+    assert (bad.status == "failed").all()
+    assert "file is empty (0 bytes)" in videos.loc["dfdc-demo/zero", "error"]
+    assert "cannot open it as a video" in videos.loc["dfdc-demo/notvideo", "error"]
+    assert "failed for dfdc-demo/trunc" in videos.loc["dfdc-demo/trunc", "error"]
+    assert "file not found" in videos.loc["dfdc-demo/gone", "error"]
+    assert "points outside" in videos.loc["dfdc-demo/../outside.mp4", "error"]
+    assert videos.loc["dfdc-demo/zero", "error_step"] == "probe"
+    # A corrupted middle is either concealed by the decoder or reported; it never stops the run.
+    assert videos.loc["dfdc-demo/corrupt", "status"] in ("ok", "no_face", "failed")
+
+    ok = videos[videos.index.isin([f"dfdc-demo/{n[:-4]}" for n in good])]
+    assert (ok.status != "failed").all() and (ok.status == "ok").sum() >= len(good) - 1
+    assert (ok.frames_decoded == 30).all()
+    assert ok.leakage_group.nunique() == len(good) // 2  # each fake shares its original's group
+
+    ssim = pd.read_parquet(cache / "ssim")
+    frame_series = ssim[ssim.track_id == -1].groupby("video_id").size()
+    assert (frame_series.loc[ok.index] == 29).all()
+    faces = pd.read_parquet(cache / "faces")
+    assert set(faces.video_id) == set(ok.index[ok.status == "ok"])
+    assert faces.groupby("video_id").crop_jpeg.count().min() == 30  # crops_per_video=32 > 30 frames: all kept
+    assert not set(faces.video_id) & set(bad.index)
+
+    assert summary["failed"] == 5 + (videos.loc["dfdc-demo/corrupt", "status"] == "failed")
+    assert summary["ok"] + summary["no_face"] + summary["failed"] == len(videos)
+    assert summary["skipped"] == 0
+    assert videos.worker.nunique() == 2  # spread over both Dask workers
+    assert len(os.listdir(cache / "runs")) == 1
+
+
+def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_harness, demo_dir, tmp_path):
+    root = shutil.copytree(demo_dir, tmp_path / "dfdc-demo")
+    cache = tmp_path / "cache"
+    config = ExtractConfig(datasets=[str(root)], cache=str(cache), workers=2, detector="haar")
+    first = extract_flow(config)
+    assert first["extracted"] == 8
+    stamps = {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()}
+
+    again = extract_flow(config)
+    assert (again["extracted"], again["skipped"]) == (0, 8)
+    assert {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()} == stamps
+
+    names = sorted(json.loads((root / "metadata.json").read_text()))
+    shutil.copyfile(root / names[1], root / names[0])  # one file's content changes
+    changed = extract_flow(config)
+    assert (changed["extracted"], changed["skipped"], changed["reasons"]) == (1, 7, {"changed": 1})
+    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    assert videos.loc[f"dfdc-demo/{names[0][:-4]}", "fingerprint"] == videos.loc[f"dfdc-demo/{names[1][:-4]}",
+                                                                                    "fingerprint"]
+
+    new_config = extract_flow(config.model_copy(update={"keyframe_interval": 7}))
+    assert new_config["extracted"] == 8
+    assert pd.read_parquet(cache / "videos").config_hash.nunique() == 1
+
+    forced = extract_flow(config.model_copy(update={"keyframe_interval": 7, "force": True}))
+    assert forced["reasons"] == {"forced": 8}
+    faces = pd.read_parquet(cache / "faces")
+    assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1  # never duplicated
