@@ -32,6 +32,7 @@ class ExtractConfig(BaseModel):
     detect_batch: int = Field(4, ge=1, description="Keyframes per detector call (MTCNN batches frames of one size).")
     min_face_size: int = Field(20, ge=8, description="Smallest face, in pixels of the downscaled keyframe.")
     mtcnn_threshold: float = Field(0.9, gt=0, lt=1, description="MTCNN final-stage (ONet) confidence threshold.")
+    detect_normalize: bool = Field(True, description="Stretch keyframe luminance before MTCNN (finds faces in dark clips).")
     haar_min_neighbors: int = Field(5, ge=1, description="Haar cascade minNeighbors: higher means fewer false faces.")
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track at the next keyframe.")
     max_missed_keyframes: int = Field(2, ge=0, description="Keyframes a track may go undetected before it ends.")

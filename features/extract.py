@@ -61,6 +61,15 @@ def _frame_ssim_size(width: int, height: int, long_side: int) -> tuple[int, int]
     return max(7, int(round(width * scale))), max(7, int(round(height * scale)))
 
 
+def downscale_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased downscale: Gaussian pyramid halvings, then area resampling to the exact size."""
+    while grey.shape[1] // 2 >= size[0] and grey.shape[0] // 2 >= size[1]:
+        grey = cv2.pyrDown(grey)
+    if (grey.shape[1], grey.shape[0]) == size:
+        return grey
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
 @dataclass
 class _Pending:
     index: int
@@ -94,7 +103,7 @@ class _VideoExtractor:
         t = time.perf_counter()
         with _step(self.video, "ssim", index):
             grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            small = cv2.resize(grey, self.small_size, interpolation=cv2.INTER_AREA)
+            small = downscale_grey(grey, self.small_size)
             if self.prev_small is not None:
                 self.frame_pairs.append((index, self.prev_small, small))
             self.prev_small = small

@@ -33,6 +33,16 @@ def detection_scale(width: int, height: int, long_side: int) -> float:
     return min(1.0, long_side / max(width, height))
 
 
+def stretch_luminance(frame_bgr: np.ndarray) -> np.ndarray:
+    """Stretch the 1st..99th luminance percentiles to the full range: dark, flat clips become detectable."""
+    lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)
+    lum = lab[..., 0]
+    lo, hi = np.percentile(lum[::4, ::4], (1, 99))
+    lut = np.clip((np.arange(256) - lo) * 255.0 / max(hi - lo, 1.0), 0, 255).astype(np.uint8)
+    lab[..., 0] = cv2.LUT(lum, lut)
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade, which ships inside the opencv-python wheel."""
 
@@ -72,15 +82,19 @@ class MtcnnDetector:
     name = "mtcnn"
     color = "rgb"
 
-    def __init__(self, min_face_size: int = 20, threshold: float = 0.9, device: str = "CPU:0"):
+    def __init__(self, min_face_size: int = 20, threshold: float = 0.9, device: str = "CPU:0",
+                 normalize: bool = True):
         from mtcnn import MTCNN  # imports TensorFlow: only when this detector is chosen
 
         self._model = MTCNN(device=device)
         self.min_face_size = min_face_size
         self.threshold = threshold
+        self.normalize = normalize
 
     def prepare(self, frame_bgr: np.ndarray, scale: float) -> np.ndarray:
         small = frame_bgr if scale == 1.0 else cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if self.normalize:
+            small = stretch_luminance(small)
         return np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))  # a fresh uint8 array per frame
 
     def detect(self, images: list[np.ndarray], scale: float) -> list[Detections]:
@@ -114,10 +128,11 @@ def _interleave(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([landmarks[:, :5], landmarks[:, 5:]], axis=-1).reshape(-1, 10)
 
 
-def make_detector(kind: str, min_face_size: int, mtcnn_threshold: float, haar_min_neighbors: int, device: str = "CPU:0"):
+def make_detector(kind: str, min_face_size: int, mtcnn_threshold: float, haar_min_neighbors: int,
+                  device: str = "CPU:0", normalize: bool = True):
     """The detector named in the config."""
     if kind == "mtcnn":
-        return MtcnnDetector(min_face_size=min_face_size, threshold=mtcnn_threshold, device=device)
+        return MtcnnDetector(min_face_size=min_face_size, threshold=mtcnn_threshold, device=device, normalize=normalize)
     if kind == "haar":
         return HaarDetector(min_face_size=min_face_size, min_neighbors=haar_min_neighbors)
     raise ValueError(f"unknown detector {kind!r}: choose mtcnn or haar")

@@ -70,7 +70,7 @@ def resolve_device(requested: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(kind: str, min_face_size: int, threshold: float, min_neighbors: int, device: str):
+def _detector(kind: str, min_face_size: int, threshold: float, min_neighbors: int, device: str, normalize: bool):
     if kind == "mtcnn":
         import tensorflow as tf
 
@@ -79,7 +79,7 @@ def _detector(kind: str, min_face_size: int, threshold: float, min_neighbors: in
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass  # TensorFlow already initialised in this process: keep its pools
-    return make_detector(kind, min_face_size, threshold, min_neighbors, device)
+    return make_detector(kind, min_face_size, threshold, min_neighbors, device, normalize)
 
 
 def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
@@ -94,7 +94,7 @@ def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
         needs_tf = config.detector == "mtcnn" or config.ssim_backend == "tf"
         device = resolve_device(config.device) if needs_tf else "CPU:0"
         detector = _detector(config.detector, config.min_face_size, config.mtcnn_threshold,
-                             config.haar_min_neighbors, device)
+                             config.haar_min_neighbors, device, config.detect_normalize)
         return extract_video(entry.path, entry.video_id, config, detector, ssim_device=device)
     except StepError as exc:
         return VideoResult.failed(exc)

@@ -97,9 +97,9 @@ def test_sample_frames_are_evenly_spaced():
     assert sample_frames(100, 0, 10) == set()
 
 
-@pytest.mark.parametrize("name", ["afoovlsmtx", "caifxvsozs", "ccfoszqabv"])
-def test_real_dfdc_clips_faces_on_90_percent_of_keyframes(name, mtcnn):
-    """The three REAL clips of dfdc-mini, full length, default settings."""
+@pytest.mark.parametrize("name", ["afoovlsmtx", "caifxvsozs", "ccfoszqabv", "abofeumbvv"])
+def test_dfdc_clips_faces_on_90_percent_of_keyframes(name, mtcnn):
+    """The three REAL clips of dfdc-mini, and a very dark fake, full length, default settings."""
     clip = shared_dataset("dfdc-mini") / "train_sample_videos" / f"{name}.mp4"
     result = extract_video(str(clip), name, ExtractConfig(), mtcnn)
     v = result.video

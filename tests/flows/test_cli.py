@@ -1,0 +1,115 @@
+"""The dfp command as a user runs it: its own local Prefect server, a LocalCluster, real clips, a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import psutil
+import pytest
+
+from flows.cli import build_parser
+from tests.conftest import REPO, shared_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"DFP_HOME": str(tmp_path / "dfp-home"), "PYTHONPATH": str(REPO)})
+    return env
+
+
+def _dfp(*args, env, timeout=600):
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["extract", "demo"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: dfp {command}" in out and "--keyframe-interval" in out
+
+
+def test_bad_dataset_is_one_clear_line(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.json").write_text("{oops")
+    result = _dfp("extract", str(broken), "--cache", str(tmp_path / "c"), env=_env(tmp_path), timeout=120)
+    assert result.returncode == 2
+    assert "dfp extract: error: cannot read" in result.stderr and "metadata.json" in result.stderr
+
+
+def test_shared_dfdc_and_ffpp_mini_extract_with_right_groups(tmp_path):
+    dfdc = shared_dataset("dfdc-mini") / "train_sample_videos"
+    ffpp = shared_dataset("ffpp-mini")
+    cache = tmp_path / "cache"
+    result = _dfp("extract", str(dfdc), str(ffpp), "--cache", str(cache), "--max-seconds", "2", env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "20 ok, 0 no face, 0 failed, 0 cached" in result.stdout
+    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    assert len(videos) == 20 and (videos.status == "ok").all()
+    assert videos.loc["train_sample_videos/acqfdwsrhi", "leakage_group"] == \
+        videos.loc["train_sample_videos/ccfoszqabv", "leakage_group"]
+    ff = videos[videos.dataset == "ffpp-mini"]
+    fake = ff[ff.relpath.str.endswith("Deepfakes/c23/videos/183_253.mp4")].leakage_group.item()
+    assert set(ff[ff.label == "REAL"].leakage_group) == {fake}
+    assert set(ff.method.dropna()) == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"}
+    portrait = videos.loc["train_sample_videos/afoovlsmtx"]
+    assert (portrait.width, portrait.height) == (1080, 1920)
+    ssim = pd.read_parquet(cache / "ssim")
+    frames = ssim[ssim.track_id == -1].groupby("video_id").size()
+    assert (frames == videos.loc[frames.index, "frames_decoded"] - 1).all()
+    assert set(pd.read_parquet(cache / "faces").video_id) == set(videos.index)
+
+    rerun = _dfp("extract", str(dfdc), str(ffpp), "--cache", str(cache), "--max-seconds", "2", env=_env(tmp_path))
+    assert "0 ok, 0 no face, 0 failed, 20 cached" in rerun.stdout
+
+
+def _kill_tree(pid):
+    parent = psutil.Process(pid)
+    procs = [parent, *parent.children(recursive=True)]
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def test_killed_run_resumes_with_no_duplicates(demo_dir, tmp_path):
+    cache = tmp_path / "cache"
+    env = _env(tmp_path)
+    args = [sys.executable, "-m", "flows.cli", "extract", str(demo_dir), "--cache", str(cache), "--workers", "1"]
+    process = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = list((cache / "videos").glob("*.parquet")) if (cache / "videos").exists() else []
+            if len(done) >= 2:
+                break
+            time.sleep(0.05)
+        _kill_tree(process.pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    committed_at_kill = len(list((cache / "videos").glob("*.parquet")))
+    assert 2 <= committed_at_kill < 8, "the kill must land mid-run for this test to mean anything"
+
+    result = _dfp("extract", str(demo_dir), "--cache", str(cache), "--workers", "1", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{committed_at_kill} cached" in result.stdout
+
+    videos = pd.read_parquet(cache / "videos")
+    assert len(videos) == 8 and videos.video_id.is_unique and (videos.status != "failed").all()
+    faces = pd.read_parquet(cache / "faces")
+    assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1
+    ssim = pd.read_parquet(cache / "ssim")
+    assert ssim.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1
+    keys = videos.set_index("video_id").cache_key
+    assert (faces.cache_key == faces.video_id.map(keys)).all()
