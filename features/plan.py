@@ -14,6 +14,15 @@ METADATA_COLUMNS = ("dataset", "dataset_format", "path", "relpath", "label", "sp
 
 
 @dataclass(frozen=True)
+class FileState:
+    """What the driver learned about a video file before extraction."""
+
+    fingerprint: str | None  # None when the file is missing or unreadable
+    cache_key: str
+    read_error: str | None = None  # why the file could not be fingerprinted
+
+
+@dataclass(frozen=True)
 class VideoJob:
     """One video to extract, with the key its cache entry will carry."""
 
@@ -21,6 +30,7 @@ class VideoJob:
     fingerprint: str | None
     cache_key: str
     reason: str  # new | changed | forced | retry
+    read_error: str | None = None
 
 
 @dataclass
@@ -42,16 +52,17 @@ def _same(a, b) -> bool:
 
 def plan_extraction(
     entries: list[VideoEntry],
-    keys: dict[str, tuple[str | None, str]],
+    states: dict[str, FileState],
     cached: pd.DataFrame,
     force: bool = False,
     retry_failed: bool = False,
 ) -> ExtractionPlan:
-    """Compare each entry's (fingerprint, cache_key) with the cached videos rows."""
+    """Compare each entry's cache key with the cached videos rows."""
     plan = ExtractionPlan()
     rows = {r["video_id"]: r for r in cached.to_dict("records")} if len(cached) else {}
     for entry in entries:
-        fingerprint, key = keys[entry.video_id]
+        state = states[entry.video_id]
+        key = state.cache_key
         row = rows.get(entry.video_id)
         if force:
             reason = "forced"
@@ -67,5 +78,5 @@ def plan_extraction(
             if not all(_same(meta[c], row.get(c)) for c in METADATA_COLUMNS):
                 plan.refresh.append(entry)
             continue
-        plan.todo.append(VideoJob(entry, fingerprint, key, reason))
+        plan.todo.append(VideoJob(entry, state.fingerprint, key, reason, state.read_error))
     return plan

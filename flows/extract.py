@@ -13,7 +13,7 @@ from features.cache import CacheStore
 from features.config import ExtractConfig
 from features.plan import VideoJob
 from flows.runtime import make_task_runner
-from tasks.extract import discover_videos, extract_video_task, plan_videos, refresh_metadata
+from tasks.extract import discover_videos, extract_video_task, plan_videos, record_lost_task, refresh_metadata
 
 STATUSES = ("ok", "no_face", "failed")
 
@@ -62,9 +62,8 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
                 future, job = futures[done.key]
                 try:
                     manifest = future.result()
-                except Exception as exc:  # noqa: BLE001 - the task itself failed (storage, lost worker)
-                    manifest = {"video_id": job.entry.video_id, "status": "failed", "seconds": None,
-                                "error": f"write failed for {job.entry.video_id}: {type(exc).__name__}: {exc}"}
+                except Exception as exc:  # noqa: BLE001 - the task itself died (lost worker, storage down)
+                    manifest = record_lost_task(job, config, exc)
                 manifests.append(manifest)
                 bar.update(progress, advance=1, description=f"{manifest['status']:8s} {manifest['video_id']}")
                 if artifact_id is not None:

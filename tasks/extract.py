@@ -19,7 +19,7 @@ from features.datasets import VideoEntry, discover
 from features.decode import StepError
 from features.extract import VideoResult, extract_video
 from features.faces import make_detector
-from features.plan import METADATA_COLUMNS, ExtractionPlan, VideoJob, plan_extraction
+from features.plan import METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
 
 
 @task(name="discover-videos", cache_policy=NO_CACHE, persist_result=False)
@@ -32,14 +32,21 @@ def discover_videos(datasets: list[str]) -> list[VideoEntry]:
 def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionPlan:
     """Fingerprint every video and compare with the cache: what to extract, skip or refresh."""
     with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
-        fingerprints = list(pool.map(lambda e: None if e.discovery_error else fingerprint_file(e.path), entries))
-    keys = {
-        e.video_id: (fp, cache_key(fp, config.config_hash, FEATURE_CODE_VERSION))
-        for e, fp in zip(entries, fingerprints)
-    }
+        states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries)))
     store = CacheStore(config.cache)
     cached = store.read("videos", columns=["video_id", "cache_key", "status", *METADATA_COLUMNS])
-    return plan_extraction(entries, keys, cached, force=config.force, retry_failed=config.retry_failed)
+    return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed)
+
+
+def file_state(entry: VideoEntry, config: ExtractConfig) -> FileState:
+    """Fingerprint one listed video; a file that cannot be read gets a reason instead of an exception."""
+    fingerprint, problem = None, None
+    if not entry.discovery_error:
+        try:
+            fingerprint = fingerprint_file(entry.path)
+        except OSError as exc:
+            problem = f"cannot read the file: {type(exc).__name__}: {exc}"
+    return FileState(fingerprint, cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION), problem)
 
 
 @task(name="refresh-metadata", cache_policy=NO_CACHE, persist_result=False)
@@ -87,6 +94,8 @@ def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
     entry = job.entry
     if entry.discovery_error:
         return VideoResult.failed(StepError(entry.video_id, "discover", entry.discovery_error))
+    if job.read_error:
+        return VideoResult.failed(StepError(entry.video_id, "probe", job.read_error))
     if job.fingerprint is None:
         return VideoResult.failed(StepError(entry.video_id, "probe", f"file not found: {entry.path}"))
     try:
@@ -114,7 +123,15 @@ def extract_video_task(job: VideoJob, config: ExtractConfig) -> dict:
     """Extract one video and write its three partitions; returns a small manifest, never frames."""
     started = time.perf_counter()
     result = run_extraction(job, config)
-    row = {
+    row = video_row(job, config, result, total_s=time.perf_counter() - started)
+    # Storage errors are not the video's fault: they raise, and Prefect retries the task.
+    CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+    return manifest(row, seconds=time.perf_counter() - started)
+
+
+def video_row(job: VideoJob, config: ExtractConfig, result: VideoResult, total_s: float | None = None) -> dict:
+    """The videos-table row of one extraction: listing metadata, result, cache key, provenance."""
+    return {
         **job.entry.metadata(),
         **result.video,
         "fingerprint": job.fingerprint,
@@ -123,15 +140,28 @@ def extract_video_task(job: VideoJob, config: ExtractConfig) -> dict:
         "cache_key": job.cache_key,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "extracted_at": dt.datetime.now(dt.timezone.utc),
+        "total_s": None if total_s is None else round(total_s, 4),
     }
-    row["total_s"] = round(time.perf_counter() - started, 4)
-    # Storage errors are not the video's fault: they raise, and Prefect retries the task.
-    CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+
+
+def manifest(row: dict, seconds: float | None) -> dict:
+    """The small summary a task returns to the flow."""
     return {
-        "video_id": job.entry.video_id,
-        "status": result.status,
+        "video_id": row["video_id"],
+        "status": row["status"],
         "error": row.get("error"),
         "n_tracks": row.get("n_tracks"),
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": None if seconds is None else round(seconds, 3),
         "worker": row["worker"],
     }
+
+
+def record_lost_task(job: VideoJob, config: ExtractConfig, exc: BaseException) -> dict:
+    """A task that died (a worker killed by the decoder, storage down after retries): write a failed row."""
+    message = f"extract failed for {job.entry.video_id}: task did not finish: {type(exc).__name__}: {exc}"
+    row = video_row(job, config, VideoResult.failed(message, step="task"))
+    try:
+        CacheStore(config.cache).write_video(row, [], [])
+    except Exception as write_exc:  # noqa: BLE001 - the cache itself is unreachable: report, do not crash
+        row["error"] = f"{message}; and the failure could not be recorded: {write_exc}"
+    return manifest(row, seconds=None)

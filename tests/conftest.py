@@ -46,6 +46,7 @@ def demo_dir(tmp_path_factory) -> Path:
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
     """Write BGR frames as an MP4 with OpenCV."""
     h, w = frames[0].shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     assert writer.isOpened()
     for frame in frames:

@@ -114,3 +114,11 @@ def test_dfdc_clips_faces_on_90_percent_of_keyframes(name, mtcnn):
         if r["detected"]:
             lm = r["landmarks"]
             assert (lm[1] + lm[3]) / 2 < (lm[7] + lm[9]) / 2  # eyes above the mouth: upright
+
+
+def test_tf_ssim_backend_gives_the_same_series(tmp_path, haar):
+    clip = _moving_face_clip(tmp_path / "one.mp4", n=12)
+    numpy_rows = extract_video(str(clip), "one", ExtractConfig(detector="haar"), haar).ssim
+    tf_rows = extract_video(str(clip), "one", ExtractConfig(detector="haar", ssim_backend="tf"), haar).ssim
+    assert [(r["track_id"], r["frame_index"]) for r in numpy_rows] == [(r["track_id"], r["frame_index"]) for r in tf_rows]
+    assert max(abs(a["ssim"] - b["ssim"]) for a, b in zip(numpy_rows, tf_rows)) < 1e-3

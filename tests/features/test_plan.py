@@ -1,7 +1,7 @@
 import pandas as pd
 
 from features.datasets import VideoEntry
-from features.plan import plan_extraction
+from features.plan import FileState, plan_extraction
 
 
 def entry(vid, label="REAL", group=None):
@@ -15,9 +15,13 @@ def cached(*rows):
                           "method": None, "compression": None, "leakage_group": v} for v, k, s in rows])
 
 
+def states(**keys):
+    return {vid: FileState(f"f{vid}", key) for vid, key in keys.items()}
+
+
 def test_new_changed_skipped_and_failed():
     entries = [entry("a"), entry("b"), entry("c"), entry("d")]
-    keys = {"a": ("fa", "ka"), "b": ("fb", "kb-new"), "c": ("fc", "kc"), "d": ("fd", "kd")}
+    keys = states(a="ka", b="kb-new", c="kc", d="kd")
     plan = plan_extraction(entries, keys, cached(("b", "kb-old", "ok"), ("c", "kc", "ok"), ("d", "kd", "failed")))
     assert {j.entry.video_id: j.reason for j in plan.todo} == {"a": "new", "b": "changed"}
     assert sorted(plan.skipped) == ["c", "d"]
@@ -27,14 +31,14 @@ def test_new_changed_skipped_and_failed():
 
 def test_force_redoes_everything():
     entries = [entry("a"), entry("b")]
-    keys = {"a": ("fa", "ka"), "b": ("fb", "kb")}
+    keys = states(a="ka", b="kb")
     plan = plan_extraction(entries, keys, cached(("a", "ka", "ok"), ("b", "kb", "ok")), force=True)
     assert [j.reason for j in plan.todo] == ["forced", "forced"]
 
 
 def test_label_or_group_change_refreshes_metadata_without_extracting():
     entries = [entry("a", label="FAKE"), entry("b", group="g")]
-    keys = {"a": ("fa", "ka"), "b": ("fb", "kb")}
+    keys = states(a="ka", b="kb")
     plan = plan_extraction(entries, keys, cached(("a", "ka", "ok"), ("b", "kb", "ok")))
     assert plan.todo == []
     assert sorted(e.video_id for e in plan.refresh) == ["a", "b"]

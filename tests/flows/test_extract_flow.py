@@ -98,3 +98,15 @@ def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_ha
     assert forced["reasons"] == {"forced": 8}
     faces = pd.read_parquet(cache / "faces")
     assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1  # never duplicated
+
+
+def test_existing_dask_cluster_via_address(prefect_harness, demo_dir, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        summary = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=str(tmp_path / "cache"),
+                                             dask_address=cluster.scheduler_address, detector="haar"))
+    assert summary["extracted"] == 8
+    videos = pd.read_parquet(tmp_path / "cache" / "videos")
+    assert videos.worker.nunique() == 1
+    assert not videos.worker.str.endswith(f":{os.getpid()}").any()  # ran in the cluster, not in the test process
