@@ -10,6 +10,7 @@ Prints a markdown table and writes bench/results/rerun.json. Each run is the who
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="*")
     parser.add_argument("--out", default="bench/results/rerun.json")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="extra dfp extract flags after --")
+    parser.add_argument("--flags", default="", help='extra dfp extract flags, e.g. "--detector haar"')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dfp-bench-") as tmp:
         datasets = args.datasets
@@ -44,7 +45,7 @@ def main() -> None:
 
             datasets = [str(make_demo_dataset(Path(tmp) / "dfdc-demo", n_clips=20, frames=60, seed=0))]
         cache = str(Path(tmp) / "cache")
-        extra = [a for a in args.extra if a != "--"]
+        extra = shlex.split(args.flags)
         first, first_line = run(datasets, cache, extra)
         second, second_line = run(datasets, cache, extra)
     rows = [

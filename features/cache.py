@@ -57,6 +57,7 @@ FACES_SCHEMA = pa.schema([
 SSIM_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("cache_key", pa.string()),
     ("track_id", pa.int32()), ("frame_index", pa.int32()), ("is_main", pa.bool_()), ("ssim", pa.float32()),
+    ("sharpness", pa.float32()),
 ])
 
 SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA}

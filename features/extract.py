@@ -61,6 +61,11 @@ def _frame_ssim_size(width: int, height: int, long_side: int) -> tuple[int, int]
     return max(7, int(round(width * scale))), max(7, int(round(height * scale)))
 
 
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the Laplacian: high for crisp detail, low for blur (blended faces are often softer)."""
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
 def downscale_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Anti-aliased downscale: Gaussian pyramid halvings, then area resampling to the exact size."""
     while grey.shape[1] // 2 >= size[0] and grey.shape[0] // 2 >= size[1]:
@@ -172,15 +177,15 @@ class _VideoExtractor:
             with _step(self.video, "ssim", self.frame_pairs[0][0]):
                 values = ssim_pairs(np.stack([a for _, a, _ in self.frame_pairs]),
                                     np.stack([b for _, _, b in self.frame_pairs]), backend, device)
-            self.ssim_rows += [{"track_id": FRAME_TRACK_ID, "frame_index": i, "ssim": float(v)}
-                               for (i, _, _), v in zip(self.frame_pairs, values)]
+            self.ssim_rows += [{"track_id": FRAME_TRACK_ID, "frame_index": i, "ssim": float(v), "sharpness": sharpness(b)}
+                               for (i, _, b), v in zip(self.frame_pairs, values)]
             self.frame_pairs = []
         if self.face_pairs:
             with _step(self.video, "ssim", self.face_pairs[0][1]):
                 values = ssim_pairs(np.stack([a for _, _, a, _ in self.face_pairs]),
                                     np.stack([b for _, _, _, b in self.face_pairs]), backend, device)
-            self.ssim_rows += [{"track_id": tid, "frame_index": i, "ssim": float(v)}
-                               for (tid, i, _, _), v in zip(self.face_pairs, values)]
+            self.ssim_rows += [{"track_id": tid, "frame_index": i, "ssim": float(v), "sharpness": sharpness(b)}
+                               for (tid, i, _, b), v in zip(self.face_pairs, values)]
             self.face_pairs = []
         self.timings["ssim_s"] += time.perf_counter() - t
 

@@ -50,9 +50,19 @@ def _config_from_args(args: argparse.Namespace, **fixed) -> ExtractConfig:
 
 
 def _run_extract(config: ExtractConfig) -> dict:
+    import os
+
     from flows.runtime import prefect_server
 
-    with prefect_server():  # started first: it boots while Prefect and the flow modules import
+    if not os.environ.get("PREFECT_API_URL"):
+        # Without a server of the user's, a run with nothing to do is answered from the cache alone:
+        # starting a private Prefect server would cost more than the whole no-op run.
+        from flows.extract import nothing_to_do
+
+        summary = nothing_to_do(config)
+        if summary is not None:
+            return summary
+    with prefect_server():
         from flows.extract import extract_flow
 
         return extract_flow(config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 from prefect import flow, get_run_logger
@@ -36,6 +35,18 @@ def extract_flow(config: ExtractConfig) -> dict:
     store.write_run_record("extract", summary)
     create_markdown_artifact(markdown=summary_markdown(summary, manifests), key="extract-summary",
                              description="Extraction run summary")
+    return summary
+
+
+def nothing_to_do(config: ExtractConfig) -> dict | None:
+    """The run's summary when every video is cached and current (no flow needed), else None."""
+    started = time.perf_counter()
+    entries = discover_videos.fn(config.datasets)
+    plan = plan_videos.fn(entries, config)
+    if plan.todo or plan.refresh:
+        return None
+    summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config)
+    CacheStore(config.cache).write_run_record("extract", summary)
     return summary
 
 
@@ -107,7 +118,3 @@ def summary_markdown(summary: dict, manifests: list[dict]) -> str:
         lines += ["", "## Failed", "", "| video | error |", "|---|---|"]
         lines += [f"| {f['video_id']} | {(f['error'] or '').replace('|', '/')} |" for f in summary["failed_videos"]]
     return "\n".join(lines)
-
-
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, indent=2)

@@ -19,7 +19,7 @@ def _faces(n=3):
 
 
 def _ssim(n=2):
-    return [{"track_id": -1, "frame_index": i + 1, "is_main": False, "ssim": 0.9} for i in range(n)]
+    return [{"track_id": -1, "frame_index": i + 1, "is_main": False, "ssim": 0.9, "sharpness": 12.5} for i in range(n)]
 
 
 def test_round_trip_with_documented_schemas(tmp_path):

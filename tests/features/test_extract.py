@@ -37,7 +37,7 @@ def test_one_face_every_frame_has_a_box_and_ssim_has_frames_minus_one_values(tmp
     face_series = [r for r in result.ssim if r["track_id"] == 0]
     assert len(frame_series) == 24
     assert len(face_series) == len(result.faces) - 1
-    assert all(0.0 < r["ssim"] <= 1.0 for r in face_series)
+    assert all(0.0 < r["ssim"] <= 1.0 and r["sharpness"] > 0 for r in face_series)
     crops = [r for r in result.faces if r["crop_jpeg"] is not None]
     assert len(crops) == 8 and v["crops_stored"] == 8
     image = cv2.imdecode(np.frombuffer(crops[0]["crop_jpeg"], np.uint8), cv2.IMREAD_COLOR)
@@ -61,6 +61,16 @@ def test_mtcnn_gives_confidence_and_landmarks_and_two_faces_make_two_tracks(tmp_
     for lm in (r["landmarks"] for r in detected):
         eyes_y, mouth_y = (lm[1] + lm[3]) / 2, (lm[7] + lm[9]) / 2
         assert eyes_y < mouth_y  # upright faces
+
+
+def test_sharpness_drops_when_the_face_is_blurred(tmp_path, mtcnn):
+    import cv2 as _cv2
+
+    frames = [face_scene() if i < 6 else _cv2.GaussianBlur(face_scene(), (0, 0), 2) for i in range(12)]
+    result = extract_video(str(write_clip(tmp_path / "blur.mp4", frames)), "blur",
+                           ExtractConfig(keyframe_interval=3), mtcnn)
+    face = {r["frame_index"]: r["sharpness"] for r in result.ssim if r["track_id"] == 0}
+    assert face[10] < 0.5 * face[3]
 
 
 def test_no_face_keeps_the_frame_series(tmp_path, haar):

@@ -67,8 +67,12 @@ def test_shared_dfdc_and_ffpp_mini_extract_with_right_groups(tmp_path):
     assert (frames == videos.loc[frames.index, "frames_decoded"] - 1).all()
     assert set(pd.read_parquet(cache / "faces").video_id) == set(videos.index)
 
+    server_log = tmp_path / "dfp-home" / "prefect" / "server.log"
+    log_size = server_log.stat().st_size
     rerun = _dfp("extract", str(dfdc), str(ffpp), "--cache", str(cache), "--max-seconds", "2", env=_env(tmp_path))
     assert "0 ok, 0 no face, 0 failed, 20 cached" in rerun.stdout
+    assert server_log.stat().st_size == log_size  # nothing to do: no server, no cluster was started
+    assert len(list((cache / "runs").glob("extract-*.json"))) == 2
 
 
 def _kill_tree(pid):
