@@ -4,4 +4,4 @@ Nothing here imports Prefect or Dask, so every function can be tested in millise
 """
 
 # Bump when a change to features/ changes what extraction writes: every cached video is redone.
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"

@@ -5,6 +5,7 @@ Layout under the cache root (a local path or any fsspec URL), one Parquet file p
     CACHE/videos/<partition>.parquet   one row: manifest, probe, status, timings (written last: the commit record)
     CACHE/faces/<partition>.parquet    one row per frame per face track, with JPEG crops on sampled frames
     CACHE/ssim/<partition>.parquet     one row per consecutive frame pair per series (track_id -1 = whole frame)
+    CACHE/features/<partition>.parquet one row: the per-video feature vector (computed from the three above)
 
 Every row carries the video's cache_key. A video counts as cached only when its videos row carries the
 current key; faces and ssim rows of an interrupted write are replaced on the rerun, never appended to.
@@ -27,8 +28,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from features.video_features import FEATURE_NAMES
+
 LAYOUT_VERSION = 1
-TABLES = ("videos", "faces", "ssim")
+TABLES = ("videos", "faces", "ssim", "features")
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("dataset", pa.string()), ("dataset_format", pa.string()),
@@ -60,7 +63,12 @@ SSIM_SCHEMA = pa.schema([
     ("sharpness", pa.float32()),
 ])
 
-SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA}
+FEATURES_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("cache_key", pa.string()), ("features_version", pa.string()),
+    *[(name, pa.float64()) for name in FEATURE_NAMES],
+])
+
+SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, "features": FEATURES_SCHEMA}
 
 # Files up to this size are hashed whole; larger ones by size plus head, middle and tail blocks.
 _FULL_HASH_LIMIT = 32 << 20
@@ -163,6 +171,14 @@ class CacheStore:
         keys = self.read("videos", columns=["video_id", "cache_key"])
         return frame.merge(keys, on=["video_id", "cache_key"], how="inner")[wanted]
 
+    def read_partition(self, table: str, video_id: str) -> pd.DataFrame:
+        """One video's partition of a table (empty with the schema's columns when absent)."""
+        path = self.partition(table, video_id)
+        if not self.fs.exists(path):
+            return SCHEMAS[table].empty_table().to_pandas()
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_table(fh, schema=SCHEMAS[table]).to_pandas()
+
     def read_video_row(self, video_id: str) -> dict | None:
         path = self.partition("videos", video_id)
         if not self.fs.exists(path):
@@ -177,6 +193,17 @@ class CacheStore:
         path = f"{self.root.rstrip('/')}/runs/{kind}-{stamp}-{uuid.uuid4().hex[:6]}.json"
         self._put(path, json.dumps(record, indent=2, default=str).encode())
         return path
+
+    def write_config(self, settings: dict, config_hash: str) -> None:
+        """Record the extraction settings behind a config hash, so later steps know how crops were made."""
+        path = f"{self.root.rstrip('/')}/configs/{config_hash}.json"
+        if not self.fs.exists(path):
+            self._put(path, json.dumps(settings, indent=2, sort_keys=True).encode())
+
+    def read_config(self, config_hash: str) -> dict:
+        path = f"{self.root.rstrip('/')}/configs/{config_hash}.json"
+        with self.fs.open(path, "rb") as fh:
+            return json.loads(fh.read())
 
     def remove_stale_tmp(self, older_than_s: float = 3600) -> int:
         """Delete temporary files left by killed writers (readers already ignore them)."""

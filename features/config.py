@@ -60,3 +60,47 @@ class ExtractConfig(BaseModel):
         """Short stable hash of the output-affecting settings."""
         blob = json.dumps(self.output_settings(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class TrainConfig(BaseModel):
+    """A training run: which cache, which model, how it is cross-validated, where results go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cache: str = Field(..., description="Cache written by `dfp extract` (local path or fsspec URL).")
+    out: str = Field(..., description="Run directory for metrics, plots, predictions and the model.")
+    model: Literal["gbm", "cnn"] = Field("gbm", description="gbm: calibrated gradient boosting on per-video "
+                                                            "features; cnn: Keras CNN on face crops.")
+    folds: int = Field(5, ge=2, description="Grouped cross-validation folds (by leakage group).")
+    holdout: bool = Field(False, description="Use the metadata split instead of CV: split=train trains, "
+                                             "every other split validates.")
+    seed: int = Field(0, description="Seed for splits and models: same seed, same run on the same machine.")
+    cnn_size: Literal["small", "large"] = Field("small", description="small trains in minutes on a CPU; "
+                                                                     "large is meant for GPU workers.")
+    cnn_epochs: int = Field(8, ge=1, description="CNN training epochs.")
+    workers: int | None = Field(None, ge=1, description="Local Dask worker processes (default: one per core).")
+    dask_address: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler.")
+
+
+class ScoreConfig(BaseModel):
+    """Scoring new videos with a trained run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    videos: list[str] = Field(..., description="Video files, folders or datasets to score.")
+    model: str = Field(..., description="Run directory written by `dfp train`.")
+    out: str = Field(..., description="Folder for predictions.csv and predictions_detail.csv.")
+    cache: str | None = Field(None, description="Cache for extraction (default: OUT/cache).")
+    workers: int | None = Field(None, ge=1)
+    dask_address: str | None = None
+
+
+class EvaluateConfig(BaseModel):
+    """Scoring a trained run on another labelled cache (cross-dataset results)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: str = Field(..., description="Run directory written by `dfp train`.")
+    cache: str = Field(..., description="Another labelled cache written by `dfp extract`.")
+    workers: int | None = Field(None, ge=1)
+    dask_address: str | None = None

@@ -90,6 +90,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_flow(name: str, config):
+    from flows.runtime import prefect_server
+
+    with prefect_server():
+        from flows import train
+
+        return getattr(train, name)(config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from features.config import TrainConfig
+
+    config = TrainConfig(cache=args.cache, out=args.out, model=args.model, folds=args.folds, holdout=args.holdout,
+                         seed=args.seed, cnn_size=args.cnn_size, cnn_epochs=args.cnn_epochs, workers=args.workers,
+                         dask_address=args.dask_address)
+    metrics = _run_flow("train_flow", config)
+    _print_metrics(metrics)
+    print(f"run: {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from features.config import EvaluateConfig
+
+    metrics = _run_flow("evaluate_flow", EvaluateConfig(run=args.run, cache=args.cache, workers=args.workers,
+                                                        dask_address=args.dask_address))
+    _print_metrics(metrics)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from features.config import ScoreConfig
+
+    summary = _run_flow("score_flow", ScoreConfig(videos=args.videos, model=args.model, out=args.out,
+                                                  cache=args.cache, workers=args.workers,
+                                                  dask_address=args.dask_address))
+    print(f"{summary['videos']} videos scored, {summary['flagged']} flagged (0.5): {summary['predictions']}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    for name, label in (("overall", "model"), ("prior", "class prior")):
+        m = metrics[name]
+        print(f"{label:12s} log loss {m['log_loss']:.4f}  AUC {m['roc_auc'] if m['roc_auc'] is None else round(m['roc_auc'], 4)}"
+              f"  accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']}  Brier {m['brier']:.4f}  n={m['n']}")
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dask-address", default=None, help="Use an existing Dask scheduler (tcp://host:port).")
+    parser.add_argument("--workers", type=int, default=None, help="Local Dask worker processes (default: cores).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dfp", description="deepfake-pipeline: video forensics data pipelines.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +174,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", default=None, help="Redo every video.")
     _add_config_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="Cross-validate and train a real/fake classifier on a cache.",
+                           description="Grouped K-fold cross-validation by leakage group (or the metadata split "
+                                       "with --holdout), evaluation into RUN (metrics.json, plots, out-of-fold "
+                                       "predictions), then the final model fitted on every labelled video.")
+    train.add_argument("cache", metavar="CACHE")
+    train.add_argument("--out", required=True, metavar="RUN", help="Run directory.")
+    train.add_argument("--model", choices=["gbm", "cnn"], default="gbm", help="Classifier (default: gbm).")
+    train.add_argument("--folds", type=int, default=5, help="Grouped CV folds (default: 5).")
+    train.add_argument("--holdout", action="store_true", help="Validate on the metadata split instead of CV.")
+    train.add_argument("--seed", type=int, default=0, help="Seed (default: 0).")
+    train.add_argument("--cnn-size", choices=["small", "large"], default="small", help="CNN size (large: GPU).")
+    train.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (default: 8).")
+    _add_cluster_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="Evaluate a trained run on another labelled cache.",
+                              description="Score RUN's model on OTHER_CACHE and write metrics, plots and "
+                                          "predictions to RUN/evaluations/<cache name>/.")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("--cache", required=True, metavar="OTHER_CACHE")
+    _add_cluster_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    score = sub.add_parser("score", help="Score new videos into a DFDC-style submission.",
+                           description="Extract whatever is not cached yet with the run's extraction settings, "
+                                       "then write OUT/predictions.csv (filename,label = P(FAKE)) and "
+                                       "OUT/predictions_detail.csv (status, flag, faces, top features).")
+    score.add_argument("videos", nargs="+", metavar="VIDEOS")
+    score.add_argument("--model", required=True, metavar="RUN")
+    score.add_argument("--out", required=True, metavar="DIR")
+    score.add_argument("--cache", default=None, help="Extraction cache (default: DIR/cache).")
+    _add_cluster_options(score)
+    score.set_defaults(func=cmd_score)
     return parser
 
 

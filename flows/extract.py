@@ -24,6 +24,7 @@ def extract_flow(config: ExtractConfig) -> dict:
     started = time.perf_counter()
     store = CacheStore(config.cache)
     store.remove_stale_tmp()
+    store.write_config(config.output_settings(), config.config_hash)
     entries = discover_videos(config.datasets)
     plan = plan_videos(entries, config)
     logger.info("%d videos: %s (config %s)", len(entries), plan.counts(), config.config_hash)
@@ -45,6 +46,7 @@ def nothing_to_do(config: ExtractConfig) -> dict | None:
     plan = plan_videos.fn(entries, config)
     if plan.todo or plan.refresh:
         return None
+    CacheStore(config.cache).write_config(config.output_settings(), config.config_hash)
     summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config)
     CacheStore(config.cache).write_run_record("extract", summary)
     return summary

@@ -1,0 +1,166 @@
+"""Per-video feature vectors computed from the cache alone (SSIM series, face tracks, JPEG crops): no decoding."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pandas as pd
+
+# Bump when a feature's definition changes: the features table is recomputed.
+FEATURES_VERSION = "1"
+
+_SERIES = {
+    "mean": "mean SSIM between consecutive frames",
+    "std": "standard deviation of the SSIM series",
+    "p05": "5th percentile of the SSIM series (the worst transitions)",
+    "p50": "median of the SSIM series",
+    "min": "lowest SSIM between two consecutive frames",
+    "drop_rate": "fraction of transitions more than 3 robust deviations (at least 0.02) below the median: drops",
+    "lag1": "lag-1 autocorrelation of the SSIM series (smooth motion is autocorrelated, flicker is not)",
+    "hf_energy": "mean squared first difference of the SSIM series: high-frequency (flicker) energy",
+}
+
+FEATURES: dict[str, str] = {
+    **{f"face_ssim_{k}": f"main face track: {v}" for k, v in _SERIES.items()},
+    **{f"frame_ssim_{k}": f"whole frame: {v}" for k, v in _SERIES.items()},
+    "face_minus_frame_ssim": "mean of face SSIM minus frame SSIM on the same transitions",
+    "face_frame_ssim_corr": "correlation of face and frame SSIM series (a pasted face moves on its own)",
+    "face_over_frame_hf": "log ratio of face to frame flicker energy",
+    "face_sharpness": "mean log Laplacian variance of the grey face crop (blur of the face)",
+    "frame_sharpness": "mean log Laplacian variance of the downscaled grey frame",
+    "face_over_frame_sharpness": "face sharpness minus frame sharpness (log ratio)",
+    "face_sharpness_cv": "temporal coefficient of variation of face sharpness (blur flicker)",
+    "seam_sharpness": "log ratio of Laplacian variance inside the face box to the ring around it, on stored crops",
+    "seam_noise": "log ratio of high-pass noise inside the face box to the ring around it",
+    "seam_color": "chroma (Lab a, b) distance between the inner face and the ring around it",
+    "seam_color_flicker": "standard deviation over sampled frames of that chroma distance",
+    "box_jitter": "mean absolute second difference of the face-box centre, relative to box size",
+    "box_scale_jitter": "standard deviation of the frame-to-frame change of log box size",
+    "det_confidence_mean": "mean MTCNN confidence on keyframes where the main face was detected",
+    "det_confidence_min": "lowest MTCNN confidence of the main face",
+    "detection_rate": "fraction of keyframes on which any face was detected",
+    "face_track_count": "number of face tracks kept",
+    "has_face": "1 when a face track was found, else 0",
+}
+FEATURE_NAMES = list(FEATURES)
+
+
+def series_stats(x: np.ndarray) -> dict[str, float]:
+    """The _SERIES statistics of one SSIM series (NaN when too short)."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return {k: math.nan for k in _SERIES}
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med))) * 1.4826
+    d = np.diff(x)
+    centered = x - x.mean()
+    denom = float((centered**2).sum())
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "p05": float(np.percentile(x, 5)),
+        "p50": med,
+        "min": float(x.min()),
+        "drop_rate": float((x < med - max(3 * mad, 0.02)).mean()),
+        "lag1": float((centered[1:] * centered[:-1]).sum() / denom) if denom > 1e-12 else 0.0,
+        "hf_energy": float((d**2).mean()),
+    }
+
+
+def _log(x: float) -> float:
+    return math.log(max(x, 1e-6))
+
+
+def crop_regions(crop_bgr: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the inner face (box shrunk by 10%) and the ring between the face box and the crop edge."""
+    n = crop_bgr.shape[0]
+    box_half = n / (1 + margin) / 2
+    yy, xx = np.mgrid[0:n, 0:n]
+    dist = np.maximum(np.abs(xx - n / 2 + 0.5), np.abs(yy - n / 2 + 0.5))
+    inner = dist < 0.9 * box_half
+    ring = (dist >= box_half) & (dist < n / 2 - 1)
+    return inner, ring
+
+
+def seam_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
+    """Blending-seam cues on stored crops: sharpness, noise and colour of the face against its surround."""
+    if not crops or margin <= 0.05:
+        return {k: math.nan for k in ("seam_sharpness", "seam_noise", "seam_color", "seam_color_flicker")}
+    inner, ring = crop_regions(crops[0], margin)
+    sharp, noise, color = [], [], []
+    for crop in crops:
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        lap = cv2.Laplacian(grey, cv2.CV_32F)
+        resid = grey - cv2.medianBlur(crop, 3).mean(axis=2).astype(np.float32)
+        lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+        sharp.append(_log(float(lap[inner].var())) - _log(float(lap[ring].var())))
+        noise.append(_log(float(resid[inner].std())) - _log(float(resid[ring].std())))
+        color.append(float(np.linalg.norm(lab[inner][:, 1:].mean(0) - lab[ring][:, 1:].mean(0))))
+    return {
+        "seam_sharpness": float(np.mean(sharp)),
+        "seam_noise": float(np.mean(noise)),
+        "seam_color": float(np.mean(color)),
+        "seam_color_flicker": float(np.std(color)),
+    }
+
+
+def box_stats(boxes: pd.DataFrame) -> dict[str, float]:
+    """Jitter of the main face box over consecutive frames."""
+    if len(boxes) < 4:
+        return {"box_jitter": math.nan, "box_scale_jitter": math.nan}
+    b = boxes.sort_values("frame_index")
+    cx = ((b.x1 + b.x2) / 2).to_numpy(np.float64)
+    cy = ((b.y1 + b.y2) / 2).to_numpy(np.float64)
+    size = np.maximum((b.x2 - b.x1).to_numpy(np.float64), 1.0)
+    second = np.hypot(np.diff(cx, 2), np.diff(cy, 2)) / np.median(size)
+    return {"box_jitter": float(second.mean()), "box_scale_jitter": float(np.diff(np.log(size)).std())}
+
+
+def decode_crops(jpegs) -> list[np.ndarray]:
+    out = []
+    for blob in jpegs:
+        if blob is None:
+            continue
+        image = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+        if image is not None:
+            out.append(image)
+    return out
+
+
+def video_features(video: dict, faces: pd.DataFrame, ssim: pd.DataFrame, crop_margin: float) -> dict[str, float]:
+    """The documented feature vector (FEATURES) of one video from its cached rows."""
+    out: dict[str, float] = {}
+    frame = ssim[ssim.track_id == -1].sort_values("frame_index")
+    face = ssim[ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index")
+    for prefix, series in (("face", face), ("frame", frame)):
+        out.update({f"{prefix}_ssim_{k}": v for k, v in series_stats(series.ssim.to_numpy()).items()})
+    joined = face.merge(frame, on="frame_index", suffixes=("_face", "_frame"))
+    if len(joined) >= 3:
+        diff = joined.ssim_face - joined.ssim_frame
+        out["face_minus_frame_ssim"] = float(diff.mean())
+        corr = np.corrcoef(joined.ssim_face, joined.ssim_frame)[0, 1] if joined.ssim_face.std() > 0 and joined.ssim_frame.std() > 0 else 0.0
+        out["face_frame_ssim_corr"] = float(corr)
+        out["face_over_frame_hf"] = _log(out["face_ssim_hf_energy"]) - _log(out["frame_ssim_hf_energy"])
+    else:
+        out.update({k: math.nan for k in ("face_minus_frame_ssim", "face_frame_ssim_corr", "face_over_frame_hf")})
+    face_sharp = np.log(np.maximum(face.sharpness.to_numpy(np.float64), 1e-6)) if len(face) else np.array([])
+    frame_sharp = np.log(np.maximum(frame.sharpness.to_numpy(np.float64), 1e-6)) if len(frame) else np.array([])
+    out["face_sharpness"] = float(face_sharp.mean()) if len(face_sharp) else math.nan
+    out["frame_sharpness"] = float(frame_sharp.mean()) if len(frame_sharp) else math.nan
+    out["face_over_frame_sharpness"] = out["face_sharpness"] - out["frame_sharpness"]
+    raw = np.exp(face_sharp) if len(face_sharp) else np.array([])
+    out["face_sharpness_cv"] = float(raw.std() / raw.mean()) if len(raw) and raw.mean() > 0 else math.nan
+    main = faces[faces.is_main] if len(faces) else faces
+    out.update(seam_stats(decode_crops(main.crop_jpeg) if len(main) else [], crop_margin))
+    out.update(box_stats(main) if len(main) else {"box_jitter": math.nan, "box_scale_jitter": math.nan})
+    conf = main[main.detected].confidence.dropna() if len(main) else pd.Series(dtype=float)
+    out["det_confidence_mean"] = float(conf.mean()) if len(conf) else math.nan
+    out["det_confidence_min"] = float(conf.min()) if len(conf) else math.nan
+    keyframes = video.get("keyframes") or 0
+    out["detection_rate"] = float(video.get("keyframes_with_face") or 0) / keyframes if keyframes else 0.0
+    out["face_track_count"] = float(video.get("n_tracks") or 0)
+    out["has_face"] = 1.0 if len(main) else 0.0
+    return {name: out[name] for name in FEATURE_NAMES}

@@ -1,0 +1,274 @@
+"""Train, evaluate and score flows: features from the cache, grouped CV on Dask, final model, submissions."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from features import FEATURE_CODE_VERSION
+from features.cache import CacheStore
+from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
+from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation
+from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
+from flows.runtime import make_task_runner
+from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
+
+MODEL_FILES = {"gbm": "model.skops", "cnn": "model.keras"}
+FEATURE_BATCH = 32
+
+
+def update_features(store: CacheStore, runner) -> int:
+    """Compute the features of every cached video that lacks current ones, in batches on the task runner."""
+    stale = stale_feature_videos(store)
+    batches = [stale[i:i + FEATURE_BATCH] for i in range(0, len(stale), FEATURE_BATCH)]
+    futures = [runner.submit(compute_features, parameters={"cache": store.url, "videos": b}) for b in batches]
+    return sum(f.result() for f in futures)
+
+
+def gpu_annotation(runner, kind: str):
+    """Route a CNN fit to a worker that declares a GPU resource, when the cluster has one."""
+    import dask
+
+    workers = runner.client.scheduler_info(n_workers=-1)["workers"].values()
+    if kind == "cnn" and any(w.get("resources", {}).get("GPU") for w in workers):
+        get_run_logger().info("cluster has GPU workers: CNN fits are annotated resources={'GPU': 1}")
+        return dask.annotate(resources={"GPU": 1})
+    return contextlib.nullcontext()
+
+
+def assign_folds(labelled: pd.DataFrame, config: TrainConfig) -> np.ndarray:
+    """Fold per labelled video: grouped K-fold, or the metadata split (-1 = train only, 0 = validation)."""
+    if config.holdout:
+        is_train = labelled.split.fillna("").str.lower().eq("train").to_numpy()
+        if is_train.all() or not is_train.any():
+            raise ValueError("--holdout needs videos with split=train and videos with another split")
+        fold = np.where(is_train, -1, 0)
+        check_groups_within_folds(fold, labelled.leakage_group.to_numpy())
+        return fold
+    y = (labelled.label == "FAKE").to_numpy(int)
+    return grouped_folds(y, labelled.leakage_group.to_numpy(), config.folds, config.seed)
+
+
+def flag_unscorable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Videos with no face or a failed decode get 0.5 and a flag, never a silent drop."""
+    frame = frame.copy()
+    unscorable = (frame.status != "ok") | frame.p_fake.isna()
+    frame["flagged"] = unscorable
+    frame["p_fake"] = frame.p_fake.where(~unscorable, 0.5)
+    return frame
+
+
+def data_fingerprint(table: pd.DataFrame) -> str:
+    blob = "\n".join(sorted(table.video_id + "|" + table.cache_key + "|" + table.label.fillna(""))).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@flow(name="train", validate_parameters=True)
+def train_flow(config: TrainConfig) -> dict:
+    """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
+    logger = get_run_logger()
+    store = CacheStore(config.cache)
+    run = Path(config.out)
+    run.mkdir(parents=True, exist_ok=True)
+    with make_task_runner(config.workers, config.dask_address) as runner:
+        computed = update_features(store, runner)
+        table = video_table(store)
+        labelled = table[table.label.notna()].reset_index(drop=True)
+        if labelled.empty:
+            raise ValueError(f"no labelled videos in {config.cache}")
+        fold = assign_folds(labelled, config)
+        labelled["fold"] = fold
+        usable = labelled.status == "ok"
+        logger.info("%d labelled videos (%d usable), %d features computed, %d folds", len(labelled),
+                    int(usable.sum()), computed, len(np.unique(fold[fold >= 0])))
+        common = {"kind": config.model, "cache": config.cache, "seed": config.seed, "cnn_size": config.cnn_size,
+                  "cnn_epochs": config.cnn_epochs}
+        with gpu_annotation(runner, config.model):
+            fold_futures = [
+                runner.submit(fit_fold, parameters={
+                    **common, "train": labelled[usable & (labelled.fold != f)],
+                    "test": labelled[usable & (labelled.fold == f)]})
+                for f in sorted(set(fold[fold >= 0]))
+            ]
+            model_path = str(run / MODEL_FILES[config.model])
+            final_future = runner.submit(fit_final, parameters={**common, "table": labelled[usable],
+                                                                 "model_path": model_path})
+        predictions, devices = {}, set()
+        for future in fold_futures:
+            result = future.result()
+            predictions.update(zip(result["video_id"], result["p_fake"]))
+            devices.add(result["device"])
+        final = final_future.result()
+
+    oof = labelled[labelled.fold >= 0].copy()
+    oof["p_fake"] = oof.video_id.map(predictions)
+    oof = flag_unscorable(oof)
+    y_all = (labelled.label == "FAKE").to_numpy(float)
+    oof["p_prior"] = [y_all[(labelled.fold != f).to_numpy() & (labelled.fold >= -1).to_numpy()].mean()
+                      for f in oof.fold]
+    evaluation = evaluate(oof)
+    plots = plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold")
+    oof[["video_id", "label", "fold", "leakage_group", "dataset", "method", "status", "p_fake", "p_prior",
+         "flagged"]].to_csv(run / "oof_predictions.csv", index=False)
+
+    real = labelled[usable & (labelled.label == "REAL")][FEATURE_NAMES]
+    card = {
+        "model": config.model,
+        "model_file": MODEL_FILES[config.model],
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "train_config": config.model_dump(),
+        "feature_code_version": FEATURE_CODE_VERSION,
+        "features_version": FEATURES_VERSION,
+        "features": FEATURES,
+        "extract_configs": {h: store.read_config(h) for h in labelled.config_hash.dropna().unique()},
+        "training_data": {"cache": config.cache, "videos": int(usable.sum()), "fingerprint": data_fingerprint(labelled),
+                          "fake_rate": float(y_all.mean())},
+        "devices": sorted(devices | {final["device"]}),
+        "metrics": _json_safe(evaluation),
+        "feature_importance": final["importances"],
+        "real_feature_stats": {"mean": real.mean().to_dict(), "std": real.std().to_dict()},
+    }
+    (run / "model_card.json").write_text(json.dumps(_json_safe(card), indent=2, default=str))
+    metrics = {"model": config.model, "validation": "holdout" if config.holdout else f"{config.folds}-fold grouped",
+               **_json_safe(evaluation), "plots": plots}
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    summary = metrics_markdown(metrics, title=f"Training run {run}")
+    create_markdown_artifact(markdown=summary, key="train-metrics", description="Out-of-fold metrics")
+    logger.info("out of fold: log loss %.4f (prior %.4f), AUC %s", evaluation["overall"]["log_loss"],
+                evaluation["prior"]["log_loss"], evaluation["overall"]["roc_auc"])
+    return metrics
+
+
+def metrics_markdown(metrics: dict, title: str) -> str:
+    rows = ["| | log loss | ROC AUC | accuracy | balanced acc. | Brier | n |", "|---|---|---|---|---|---|---|"]
+    for name in ("overall", "prior"):
+        m = metrics[name]
+        label = "model" if name == "overall" else "class-prior baseline"
+        rows.append(f"| {label} | {m['log_loss']:.4f} | {_f(m['roc_auc'])} | {m['accuracy']:.3f} | "
+                    f"{_f(m['balanced_accuracy'])} | {m['brier']:.4f} | {m['n']} |")
+    return f"# {title}\n\n" + "\n".join(rows)
+
+
+def _f(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.3f}"
+
+
+def load_run(run_dir: str):
+    """The model card and the model of a run directory, loaded without running code from the files."""
+    from features import models
+
+    run = Path(run_dir)
+    card = json.loads((run / "model_card.json").read_text())
+    path = run / card["model_file"]
+    model = models.load_gbm(path) if card["model"] == "gbm" else models.load_cnn(path)
+    return card, model
+
+
+def score_table(card: dict, model, table: pd.DataFrame, cache: str) -> pd.DataFrame:
+    """P(FAKE) for each video row, 0.5 and a flag where it cannot be scored, and an explanation."""
+    table = table.copy()
+    ok = table.status == "ok"
+    table["p_fake"] = np.nan
+    if ok.any():
+        table.loc[ok, "p_fake"] = predict_model(card["model"], model, table[ok], cache)
+    table = flag_unscorable(table)
+    table["explanation"] = [explain(card, row) for row in table.to_dict("records")]
+    return table
+
+
+def explain(card: dict, row: dict) -> str:
+    """Why a video got its score: its status, faces, and the features furthest from REAL training videos."""
+    if row["status"] != "ok":
+        reason = row.get("error") or "no face found"
+        return f"not scored ({row['status']}: {reason}): 0.5"
+    text = f"{int(row.get('n_tracks') or 0)} face track(s)"
+    if card["model"] != "gbm":
+        return f"{text}; CNN on main-face crops"
+    mean, std = card["real_feature_stats"]["mean"], card["real_feature_stats"]["std"]
+    weight = card.get("feature_importance") or {}
+    scored = []
+    for name in FEATURE_NAMES:
+        value, m, s = row.get(name), mean.get(name), std.get(name)
+        if value is None or m is None or not s or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        z = (value - m) / s
+        scored.append((abs(z) * max(weight.get(name, 0.0), 1e-3), name, value, z))
+    top = sorted(scored, reverse=True)[:3]
+    return text + "; " + ", ".join(f"{n}={v:.4g} (z={z:+.1f} vs REAL)" for _, n, v, z in top)
+
+
+@flow(name="evaluate", validate_parameters=True)
+def evaluate_flow(config: EvaluateConfig) -> dict:
+    """Score a trained run on another labelled cache and write its metrics beside the run."""
+    card, model = load_run(config.run)
+    store = CacheStore(config.cache)
+    with make_task_runner(config.workers, config.dask_address) as runner:
+        update_features(store, runner)
+    table = video_table(store)
+    labelled = table[table.label.notna()]
+    if labelled.empty:
+        raise ValueError(f"no labelled videos in {config.cache}")
+    scored = score_table(card, model, labelled, config.cache)
+    scored["p_prior"] = card["training_data"]["fake_rate"]
+    evaluation = evaluate(scored)
+    name = Path(config.cache.rstrip("/")).name or "cache"
+    out = Path(config.run) / "evaluations" / name
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_evaluation(scored, out, title=f"{card['model']} on {name}")
+    scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "explanation"]].to_csv(
+        out / "predictions.csv", index=False)
+    metrics = {"model": card["model"], "cache": config.cache, **_json_safe(evaluation), "plots": plots}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    create_markdown_artifact(markdown=metrics_markdown(metrics, f"Evaluation on {name}"), key="evaluate-metrics")
+    return metrics
+
+
+@flow(name="score", validate_parameters=True)
+def score_flow(config: ScoreConfig) -> dict:
+    """Extract whatever is not cached yet, then write a DFDC-style submission and a detailed explanation file."""
+    from flows.extract import extract_flow
+
+    card, model = load_run(config.model)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = config.cache or str(out / "cache")
+    settings = next(iter(card["extract_configs"].values()))
+    extract_config = ExtractConfig(**settings, datasets=config.videos, cache=cache, workers=config.workers,
+                                   dask_address=config.dask_address)
+    extract_flow(extract_config)
+    store = CacheStore(cache)
+    with make_task_runner(config.workers, config.dask_address) as runner:
+        update_features(store, runner)
+    from features.datasets import discover
+
+    wanted = [e.video_id for e in discover(config.videos)]
+    table = video_table(store).set_index("video_id").loc[wanted].reset_index()
+    scored = score_table(card, model, table, cache)
+    names = scored.path.map(lambda p: Path(p).name)
+    scored["filename"] = names.where(~names.duplicated(keep=False), scored.relpath)
+    scored["label"] = scored.p_fake
+    scored[["filename", "label"]].to_csv(out / "predictions.csv", index=False)
+    detail = scored[["filename", "video_id", "p_fake", "status", "flagged", "n_tracks", "explanation"]]
+    detail.to_csv(out / "predictions_detail.csv", index=False)
+    summary = {"videos": len(scored), "flagged": int(scored.flagged.sum()),
+               "predictions": str(out / "predictions.csv"), "detail": str(out / "predictions_detail.csv")}
+    create_markdown_artifact(markdown=f"# Scored {len(scored)} videos\n\n{int(scored.flagged.sum())} flagged "
+                                      f"(no face or failed decode, scored 0.5)", key="score-summary")
+    return summary

@@ -1,0 +1,130 @@
+"""Tasks of the training, evaluation and scoring flows: features from the cache, fold fits, final fits."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from features import models
+from features.cache import CacheStore
+from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
+
+VIDEO_COLUMNS = ["video_id", "cache_key", "config_hash", "label", "leakage_group", "dataset", "method",
+                 "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
+
+
+@functools.lru_cache(maxsize=16)
+def _crop_margin(cache: str, config_hash: str) -> float:
+    try:
+        return float(CacheStore(cache).read_config(config_hash)["crop_margin"])
+    except (FileNotFoundError, KeyError):
+        return 0.3
+
+
+def feature_row(store: CacheStore, video: dict) -> dict:
+    """Features of one cached video; rows of an uncommitted (older or newer) extraction are ignored."""
+    key = video["cache_key"]
+    faces = store.read_partition("faces", video["video_id"])
+    ssim = store.read_partition("ssim", video["video_id"])
+    faces = faces[faces.cache_key == key]
+    ssim = ssim[ssim.cache_key == key]
+    values = video_features(video, faces, ssim, _crop_margin(store.url, video["config_hash"]))
+    return {"video_id": video["video_id"], "cache_key": key, "features_version": FEATURES_VERSION, **values}
+
+
+@task(name="compute-features", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
+def compute_features(cache: str, videos: list[dict]) -> int:
+    """Compute and write the features partition of each given video (no video is decoded)."""
+    store = CacheStore(cache)
+    for video in videos:
+        store.write_table("features", video["video_id"], [feature_row(store, video)])
+    return len(videos)
+
+
+def stale_feature_videos(store: CacheStore) -> list[dict]:
+    """Videos whose features partition is missing, from another extraction, or from older feature code."""
+    videos = store.read("videos", columns=VIDEO_COLUMNS)
+    videos = videos[videos.status != "failed"]
+    have = store.read("features", columns=["video_id", "cache_key", "features_version"], committed_only=False)
+    current = have[have.features_version == FEATURES_VERSION][["video_id", "cache_key"]]
+    merged = videos.merge(current.assign(_have=True), on=["video_id", "cache_key"], how="left")
+    return merged[merged._have.isna()].drop(columns="_have").to_dict("records")
+
+
+def video_table(store: CacheStore) -> pd.DataFrame:
+    """Every cached video with its features (NaN where it has none, e.g. failed decodes)."""
+    videos = store.read("videos", columns=VIDEO_COLUMNS)
+    feats = store.read("features", columns=["video_id", "cache_key", "features_version", *FEATURE_NAMES])
+    feats = feats[feats.features_version == FEATURES_VERSION].drop(columns="features_version")
+    return videos.merge(feats, on=["video_id", "cache_key"], how="left")
+
+
+def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str]) -> pd.DataFrame:
+    """Stored JPEG crops of each video's main face track."""
+    parts = []
+    for vid in video_ids:
+        faces = store.read_partition("faces", vid)
+        faces = faces[(faces.cache_key == keys[vid]) & faces.is_main & faces.crop_jpeg.notna()]
+        parts.append(faces[["video_id", "frame_index", "crop_jpeg"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", "crop_jpeg"])
+
+
+def training_device() -> str:
+    """The device TensorFlow will train on in this worker."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({gpus[0].name})" if gpus else "CPU"
+
+
+def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: str, cnn_epochs: int):
+    """Fit one model on labelled rows of the video table; returns (model, device)."""
+    y = (table.label == "FAKE").to_numpy(int)
+    if kind == "gbm":
+        return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
+    store = CacheStore(cache)
+    keys = dict(zip(table.video_id, table.cache_key))
+    crops = main_crops(store, list(table.video_id), keys)
+    labels = dict(zip(table.video_id, y))
+    groups = dict(zip(table.video_id, table.leakage_group))
+    return models.fit_cnn(crops, labels, groups, size=cnn_size, epochs=cnn_epochs, seed=seed), training_device()
+
+
+def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarray:
+    """P(FAKE) for each row of the video table (NaN where the model cannot score it)."""
+    if kind == "gbm":
+        return model.predict_proba(table[FEATURE_NAMES])[:, 1]
+    keys = dict(zip(table.video_id, table.cache_key))
+    crops = main_crops(CacheStore(cache), list(table.video_id), keys)
+    scores = models.cnn_video_scores(model, crops, list(table.video_id))
+    return table.video_id.map(scores).to_numpy(np.float64)
+
+
+@task(name="fit-fold", cache_policy=NO_CACHE, persist_result=False)
+def fit_fold(kind: str, train: pd.DataFrame, test: pd.DataFrame, cache: str, seed: int, cnn_size: str,
+             cnn_epochs: int) -> dict:
+    """Fit on the training folds and predict the held-out fold."""
+    model, device = fit_model(kind, train, cache, seed, cnn_size, cnn_epochs)
+    get_run_logger().info("fold fitted on %s (%d videos)", device, len(train))
+    return {"video_id": list(test.video_id), "p_fake": [float(p) for p in predict_model(kind, model, test, cache)],
+            "device": device}
+
+
+@task(name="fit-final", cache_policy=NO_CACHE, persist_result=False)
+def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: str, cnn_epochs: int,
+              model_path: str) -> dict:
+    """Fit on every labelled video and save the model in a format that loads without running code."""
+    model, device = fit_model(kind, table, cache, seed, cnn_size, cnn_epochs)
+    get_run_logger().info("final %s model fitted on %s (%d videos)", kind, device, len(table))
+    importances = {}
+    if kind == "gbm":
+        models.save_gbm(model, model_path)
+        y = (table.label == "FAKE").to_numpy(int)
+        importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
+    else:
+        models.save_cnn(model, model_path)
+    return {"device": device, "model_path": model_path, "importances": importances}
