@@ -110,12 +110,14 @@ def train_flow(config: TrainConfig) -> dict:
             model_path = str(run / MODEL_FILES[config.model])
             final_future = runner.submit(fit_final, parameters={**common, "table": labelled[usable],
                                                                  "model_path": model_path})
-        predictions, devices = {}, set()
+        predictions, devices, fit_workers = {}, set(), set()
         for future in fold_futures:
             result = future.result()
             predictions.update(zip(result["video_id"], result["p_fake"]))
             devices.add(result["device"])
+            fit_workers.add(result["worker"])
         final = final_future.result()
+        fit_workers.add(final["worker"])
 
     oof = labelled[labelled.fold >= 0].copy()
     oof["p_fake"] = oof.video_id.map(predictions)
@@ -147,7 +149,7 @@ def train_flow(config: TrainConfig) -> dict:
     }
     (run / "model_card.json").write_text(json.dumps(_json_safe(card), indent=2, default=str))
     metrics = {"model": config.model, "validation": "holdout" if config.holdout else f"{config.folds}-fold grouped",
-               **_json_safe(evaluation), "plots": plots}
+               **_json_safe(evaluation), "plots": plots, "fit_workers": sorted(w for w in fit_workers if w)}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = metrics_markdown(metrics, title=f"Training run {run}")
     create_markdown_artifact(markdown=summary, key="train-metrics", description="Out-of-fold metrics")

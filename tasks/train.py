@@ -73,6 +73,16 @@ def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str]) ->
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", "crop_jpeg"])
 
 
+def worker_address() -> str | None:
+    """The Dask worker this task runs on (None outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:
+        return None
+
+
 def training_device() -> str:
     """The device TensorFlow will train on in this worker."""
     import tensorflow as tf
@@ -111,7 +121,7 @@ def fit_fold(kind: str, train: pd.DataFrame, test: pd.DataFrame, cache: str, see
     model, device = fit_model(kind, train, cache, seed, cnn_size, cnn_epochs)
     get_run_logger().info("fold fitted on %s (%d videos)", device, len(train))
     return {"video_id": list(test.video_id), "p_fake": [float(p) for p in predict_model(kind, model, test, cache)],
-            "device": device}
+            "device": device, "worker": worker_address()}
 
 
 @task(name="fit-final", cache_policy=NO_CACHE, persist_result=False)
@@ -127,4 +137,4 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
         importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
     else:
         models.save_cnn(model, model_path)
-    return {"device": device, "model_path": model_path, "importances": importances}
+    return {"device": device, "model_path": model_path, "importances": importances, "worker": worker_address()}

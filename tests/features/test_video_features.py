@@ -1,0 +1,79 @@
+import math
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from features.crops import encode_jpeg
+from features.video_features import FEATURE_NAMES, FEATURES, box_stats, seam_stats, series_stats, video_features
+from tests.conftest import face_scene
+
+
+def test_every_feature_is_described_in_one_line():
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) >= 30
+    assert all(desc and "\n" not in desc for desc in FEATURES.values())
+
+
+def test_series_stats_values():
+    smooth = np.linspace(0.90, 0.99, 50)
+    flicker = np.tile([0.99, 0.80], 25)
+    s, f = series_stats(smooth), series_stats(flicker)
+    assert s["lag1"] > 0.9 and f["lag1"] < -0.9
+    assert f["hf_energy"] > 100 * s["hf_energy"]
+    assert math.isclose(f["min"], 0.80, abs_tol=1e-9) and math.isclose(s["p50"], np.median(smooth))
+    drops = np.full(40, 0.97)
+    drops[[5, 20]] = 0.6
+    assert series_stats(drops)["drop_rate"] == 2 / 40
+    assert all(math.isnan(v) for v in series_stats(np.array([0.9, 0.8])).values())
+
+
+def test_seam_sharpness_sees_a_blurred_face_in_a_sharp_surround():
+    crop = cv2.resize(face_scene()[64:256, 10:202], (130, 130))
+    blurred = crop.copy()
+    inner = slice(25, 105)
+    blurred[inner, inner] = cv2.GaussianBlur(crop, (0, 0), 3)[inner, inner]
+    sharp, soft = seam_stats([crop], 0.3), seam_stats([blurred], 0.3)
+    assert soft["seam_sharpness"] < sharp["seam_sharpness"] - 1.0
+    assert math.isnan(seam_stats([], 0.3)["seam_color"])
+
+
+def test_box_jitter():
+    frames = np.arange(20)
+    steady = pd.DataFrame({"frame_index": frames, "x1": frames * 2.0, "y1": 0.0, "x2": frames * 2.0 + 100, "y2": 100.0})
+    shaky = steady.assign(x1=steady.x1 + np.tile([0, 5], 10), x2=steady.x2 + np.tile([0, 5], 10))
+    assert box_stats(steady)["box_jitter"] < 1e-9
+    assert box_stats(shaky)["box_jitter"] > 0.05
+
+
+def _rows(n=20, with_face=True):
+    ssim = [{"track_id": -1, "frame_index": i, "is_main": False, "ssim": 0.95, "sharpness": 50.0} for i in range(1, n)]
+    faces = []
+    if with_face:
+        ssim += [{"track_id": 0, "frame_index": i, "is_main": True, "ssim": 0.9 + 0.01 * (i % 2), "sharpness": 20.0}
+                 for i in range(1, n)]
+        jpeg = encode_jpeg(cv2.resize(face_scene()[64:256, 10:202], (96, 96)), 90)
+        faces = [{"track_id": 0, "frame_index": i, "is_main": True, "x1": 10.0 + i, "y1": 10.0, "x2": 110.0 + i,
+                  "y2": 110.0, "detected": i % 5 == 0, "confidence": 0.99 if i % 5 == 0 else None,
+                  "crop_jpeg": jpeg if i % 4 == 0 else None} for i in range(n)]
+    return pd.DataFrame(faces, columns=["track_id", "frame_index", "is_main", "x1", "y1", "x2", "y2", "detected",
+                                        "confidence", "crop_jpeg"]), pd.DataFrame(ssim)
+
+
+def test_video_features_from_cached_rows():
+    faces, ssim = _rows()
+    out = video_features({"keyframes": 4, "keyframes_with_face": 3, "n_tracks": 1}, faces, ssim, 0.3)
+    assert list(out) == FEATURE_NAMES
+    assert out["has_face"] == 1.0 and out["detection_rate"] == 0.75 and out["face_track_count"] == 1.0
+    assert math.isclose(out["face_minus_frame_ssim"], np.mean([0.9 + 0.01 * (i % 2) for i in range(1, 20)]) - 0.95,
+                        abs_tol=1e-6)
+    assert math.isclose(out["face_over_frame_sharpness"], math.log(20) - math.log(50), abs_tol=1e-6)
+    assert math.isclose(out["det_confidence_mean"], 0.99, abs_tol=1e-6)
+    assert all(math.isfinite(out[k]) for k in ("seam_sharpness", "seam_color", "box_jitter"))
+
+
+def test_no_face_video_keeps_frame_features_and_marks_face_features_missing():
+    faces, ssim = _rows(with_face=False)
+    out = video_features({"keyframes": 4, "keyframes_with_face": 0, "n_tracks": 0}, faces, ssim, 0.3)
+    assert out["has_face"] == 0.0 and out["detection_rate"] == 0.0
+    assert math.isfinite(out["frame_ssim_mean"]) and math.isnan(out["face_ssim_mean"])
+    assert math.isnan(out["seam_sharpness"]) and math.isnan(out["det_confidence_mean"])

@@ -1,0 +1,165 @@
+"""Train, evaluate and score end to end on generated demo data, with a real Dask cluster."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
+from features.demo import make_demo_dataset
+from flows.extract import extract_flow
+from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
+from tasks.train import video_table
+from features.cache import CacheStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_cache(prefect_harness, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = make_demo_dataset(root / "dfdc-demo", n_clips=20, frames=30, seed=11)
+    cache = root / "cache"
+    extract_flow(ExtractConfig(datasets=[str(data)], cache=str(cache), workers=2))
+    return data, cache
+
+
+@pytest.fixture(scope="module")
+def gbm_run(demo_cache, tmp_path_factory):
+    _, cache = demo_cache
+    run = tmp_path_factory.mktemp("runs") / "gbm"
+    metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), model="gbm", folds=5, workers=2))
+    return run, metrics
+
+
+def test_gbm_cross_validation_beats_the_class_prior_clearly(gbm_run):
+    run, metrics = gbm_run
+    model, prior = metrics["overall"], metrics["prior"]
+    assert model["n"] == 20
+    assert model["log_loss"] < prior["log_loss"] - 0.15
+    assert model["roc_auc"] >= 0.85 and model["balanced_accuracy"] >= 0.75
+    assert model["brier"] < prior["brier"]
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["overall"]["log_loss"] == pytest.approx(model["log_loss"])
+    assert set(saved["breakdowns"]) == {"dataset", "method", "status"}
+
+
+def test_out_of_fold_predictions_keep_every_group_in_one_fold(gbm_run, demo_cache):
+    run, _ = gbm_run
+    oof = pd.read_csv(run / "oof_predictions.csv")
+    assert len(oof) == 20 and oof.video_id.is_unique
+    assert (oof.groupby("leakage_group").fold.nunique() == 1).all()
+    assert oof.leakage_group.nunique() == 10 and oof.fold.nunique() == 5
+    assert oof.p_fake.between(0, 1).all()
+    flagged = oof[oof.status != "ok"]
+    assert (flagged.p_fake == 0.5).all() and flagged.flagged.all()
+
+
+def test_run_directory_has_plots_model_and_card(gbm_run):
+    run, _ = gbm_run
+    for name in ("roc", "calibration", "scores"):
+        image = cv2.imread(str(run / "plots" / f"{name}.png"))
+        assert image is not None and image.shape[0] > 300 and image.std() > 10
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["model"] == "gbm" and card["model_file"] == "model.skops"
+    assert card["features_version"] and len(card["features"]) == len(card["real_feature_stats"]["mean"])
+    assert len(card["training_data"]["fingerprint"]) == 16 and card["training_data"]["videos"] >= 18
+    assert card["devices"] == ["CPU"]
+    assert card["metrics"]["overall"]["log_loss"] < card["metrics"]["prior"]["log_loss"]
+    assert list(card["extract_configs"].values())[0]["detector"] == "mtcnn"
+
+
+def test_score_reload_score_gives_identical_predictions(gbm_run, demo_cache):
+    run, _ = gbm_run
+    _, cache = demo_cache
+    table = video_table(CacheStore(str(cache)))
+    first = score_table(*load_run(str(run)), table, str(cache))
+    second = score_table(*load_run(str(run)), table, str(cache))
+    assert np.array_equal(first.p_fake.to_numpy(), second.p_fake.to_numpy())
+
+
+def test_training_is_reproducible_for_a_seed(gbm_run, demo_cache, tmp_path):
+    run, metrics = gbm_run
+    _, cache = demo_cache
+    again = train_flow(TrainConfig(cache=str(cache), out=str(tmp_path / "again"), model="gbm", folds=5, workers=2))
+    assert again["overall"]["log_loss"] == metrics["overall"]["log_loss"]
+    a = pd.read_csv(run / "oof_predictions.csv").p_fake
+    b = pd.read_csv(tmp_path / "again" / "oof_predictions.csv").p_fake
+    assert np.array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_score_writes_a_submission_for_every_video_including_a_corrupt_one(gbm_run, demo_cache, tmp_path):
+    run, _ = gbm_run
+    data, _ = demo_cache
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    names = sorted(p.name for p in data.glob("*.mp4"))[:3]
+    for name in names:
+        shutil.copyfile(data / name, inbox / name)
+    (inbox / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+    summary = score_flow(ScoreConfig(videos=[str(inbox)], model=str(run), out=str(tmp_path / "out"), workers=2))
+    submission = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert list(submission.columns) == ["filename", "label"]
+    assert sorted(submission.filename) == sorted(names + ["broken.mp4"])
+    assert submission.label.between(0, 1).all()
+    detail = pd.read_csv(tmp_path / "out" / "predictions_detail.csv").set_index("filename")
+    assert detail.loc["broken.mp4", "p_fake"] == 0.5 and detail.loc["broken.mp4", "flagged"]
+    assert "broken" in detail.loc["broken.mp4", "explanation"] and "failed" in detail.loc["broken.mp4", "explanation"]
+    scored = detail.drop("broken.mp4")
+    assert not scored.flagged.any() and scored.explanation.str.contains("z=").all()
+    assert summary["videos"] == 4 and summary["flagged"] == 1
+
+
+def test_evaluate_on_another_cache(gbm_run, demo_cache, tmp_path):
+    run, _ = gbm_run
+    other = make_demo_dataset(tmp_path / "dfdc-other", n_clips=6, frames=30, seed=99)
+    other_cache = tmp_path / "other-cache"
+    extract_flow(ExtractConfig(datasets=[str(other)], cache=str(other_cache), workers=2))
+    metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(other_cache), workers=2))
+    assert metrics["overall"]["n"] == 6
+    out = run / "evaluations" / "other-cache"
+    assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 6
+    assert len(pd.read_csv(out / "predictions.csv")) == 6
+
+
+def test_cnn_fits_land_on_the_gpu_worker(demo_cache, tmp_path):
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    _, cache = demo_cache
+    workers = {
+        "cpu": {"cls": Nanny, "options": {"nthreads": 1}},
+        "gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+    }
+    with SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}) as cluster:
+        from distributed import Client
+
+        with Client(cluster) as client:
+            client.wait_for_workers(2)
+            gpu_address = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
+            metrics = train_flow(TrainConfig(cache=str(cache), out=str(tmp_path / "cnn"), model="cnn", folds=2,
+                                             cnn_epochs=1, dask_address=cluster.scheduler_address))
+    assert metrics["fit_workers"] == [gpu_address]
+    card = json.loads((tmp_path / "cnn" / "model_card.json").read_text())
+    assert card["model_file"] == "model.keras" and (tmp_path / "cnn" / "model.keras").exists()
+
+
+def test_user_given_split_validates_on_the_other_split(demo_cache, tmp_path):
+    data, cache = demo_cache
+    moved_data = shutil.copytree(data, tmp_path / "moved" / "dfdc-demo")
+    moved_cache = shutil.copytree(cache, tmp_path / "cache")
+    metadata = json.loads((moved_data / "metadata.json").read_text())
+    originals = sorted(n for n, m in metadata.items() if m["label"] == "REAL")[:3]
+    for name, entry in metadata.items():
+        if name in originals or entry["original"] in originals:
+            entry["split"] = "validation"
+    (moved_data / "metadata.json").write_text(json.dumps(metadata))
+    # Same contents at a new path with new splits: the cache rows are refreshed, nothing is decoded again.
+    summary = extract_flow(ExtractConfig(datasets=[str(moved_data)], cache=str(moved_cache), workers=2))
+    assert (summary["extracted"], summary["refreshed"]) == (0, 20)
+    metrics = train_flow(TrainConfig(cache=str(moved_cache), out=str(tmp_path / "run"), holdout=True, workers=2))
+    assert metrics["validation"] == "holdout" and metrics["overall"]["n"] == 6
+    oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
+    assert set(oof.fold) == {0} and len(oof) == 6
