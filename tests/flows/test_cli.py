@@ -27,13 +27,14 @@ def _dfp(*args, env, timeout=600):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["extract", "demo"])
-def test_every_subcommand_has_help(command, capsys):
+@pytest.mark.parametrize("command, option", [("extract", "--keyframe-interval"), ("demo", "--clips"),
+                                             ("train", "--folds"), ("evaluate", "--cache"), ("score", "--model")])
+def test_every_subcommand_has_help(command, option, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([command, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert f"usage: dfp {command}" in out and "--keyframe-interval" in out
+    assert f"usage: dfp {command}" in out and option in out
 
 
 def test_bad_dataset_is_one_clear_line(tmp_path):
