@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
-RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device"})
+RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
+                            "prefetch_frames"})
 
 
 class ExtractConfig(BaseModel):
@@ -29,13 +30,16 @@ class ExtractConfig(BaseModel):
     device: str = Field("auto", description="TensorFlow device for MTCNN and the tf SSIM backend: auto, CPU:0, GPU:0.")
     keyframe_interval: int = Field(10, ge=1, description="Detect faces every N frames; track in between.")
     detect_long_side: int = Field(640, ge=64, description="Keyframes are downscaled so their long side is at most this.")
-    detect_batch: int = Field(4, ge=1, description="Keyframes per detector call (MTCNN batches frames of one size).")
+    detect_batch: int = Field(8, ge=1, description="Keyframes per detector call (MTCNN batches frames of one size).")
+    full_detect_every: int = Field(4, ge=1, description="Every Nth keyframe searches the whole frame; the others "
+                                                        "search full-resolution regions around tracked faces "
+                                                        "(1: always the whole frame).")
     min_face_size: int = Field(20, ge=8, description="Smallest face, in pixels of the downscaled keyframe.")
     mtcnn_threshold: float = Field(0.9, gt=0, lt=1, description="MTCNN final-stage (ONet) confidence threshold.")
     detect_normalize: bool = Field(True, description="Stretch keyframe luminance before MTCNN (finds faces in dark clips).")
     haar_min_neighbors: int = Field(5, ge=1, description="Haar cascade minNeighbors: higher means fewer false faces.")
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track at the next keyframe.")
-    max_missed_keyframes: int = Field(2, ge=0, description="Keyframes a track may go undetected before it ends.")
+    max_missed_keyframes: int = Field(3, ge=0, description="Keyframes a track may go undetected before it ends.")
     crop_margin: float = Field(0.3, ge=0, le=2, description="Margin added around the face box, as a fraction of its size.")
     crop_size: int = Field(224, ge=16, description="Side of the stored square face crops, in pixels.")
     crops_per_video: int = Field(32, ge=0, description="Frames per video, evenly spaced, whose crops are stored as JPEG.")
@@ -43,6 +47,7 @@ class ExtractConfig(BaseModel):
     ssim_face_size: int = Field(64, ge=8, description="Side of the grey face crop compared between consecutive frames.")
     ssim_frame_long_side: int = Field(256, ge=16, description="Long side of the grey frame compared between consecutive frames.")
     ssim_backend: Literal["numpy", "tf"] = Field("numpy", description="numpy (OpenCV box filter) or tf (TensorFlow, for GPU workers).")
+    prefetch_frames: int = Field(8, ge=0, description="Frames decoded ahead in a background thread (0: none).")
     max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
     max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
 

@@ -102,3 +102,49 @@ def check_complete(info: VideoProbe, decoded: int, limit: int | None, video: str
             video, "decode", f"stream ended early: {decoded} of {expected} frames decoded (truncated or corrupt)",
             frame=decoded,
         )
+
+
+def prefetch(frames: Iterator[tuple[int, np.ndarray]], depth: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ahead in a background thread (OpenCV releases the GIL), at most `depth` frames in flight.
+
+    Decoding then overlaps detection and SSIM; memory stays bounded by the queue depth. Errors raised by
+    the decoder are re-raised here, in the consumer.
+    """
+    if depth <= 0:
+        yield from frames
+        return
+    import queue
+    import threading
+
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in frames:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, name="dfp-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

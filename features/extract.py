@@ -12,8 +12,8 @@ import numpy as np
 
 from features.config import ExtractConfig
 from features.crops import crop_square, encode_jpeg
-from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, probe
-from features.faces import Detections, detection_scale
+from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
+from features.faces import Detections, detect_in_rois, detection_scale
 from features.ssim import ssim_pairs
 from features.tracking import FrameBox, IouTracker
 
@@ -90,7 +90,8 @@ class _VideoExtractor:
         self.tracker = IouTracker(config.iou_threshold, config.max_missed_keyframes)
         self.timings: dict[str, float] = defaultdict(float)
         self.pending: list[_Pending] = []
-        self.keyframes: list[tuple[int, np.ndarray]] = []
+        self.keyframes: list[tuple[int, np.ndarray | None, np.ndarray]] = []  # index, prepared, frame
+        self.keyframes_seen = 0
         self.keyframe_count = 0
         self.detected_on: dict[int, set[int]] = defaultdict(set)  # track id -> keyframes where detected
         self.face_rows: list[dict] = []
@@ -119,28 +120,57 @@ class _VideoExtractor:
 
     def add_keyframe(self, index: int, frame: np.ndarray) -> None:
         t = time.perf_counter()
+        full = self.keyframes_seen % self.config.full_detect_every == 0
+        self.keyframes_seen += 1
         with _step(self.video, "detect", index):
-            self.keyframes.append((index, self.detector.prepare(frame, self.scale)))
+            prepared = self.detector.prepare(frame, self.scale) if full else None
+        self.keyframes.append((index, prepared, frame))
         self.timings["detect_s"] += time.perf_counter() - t
         if len(self.keyframes) >= self.config.detect_batch:
             self.flush()
+
+    def _detect_batch(self) -> dict[int, Detections]:
+        """Detections for every queued keyframe, in two detector calls.
+
+        Scheduled keyframes search the whole downscaled frame, batched. The others search full-resolution
+        regions around the faces found on the latest whole-frame keyframe before them (or, at the start of
+        the batch, around live tracks), all regions batched in one call: the detector's fixed cost per call
+        is paid twice per batch, and small faces are searched at full resolution.
+        """
+        scheduled = [(i, im) for i, im, _ in self.keyframes if im is not None]
+        found: dict[int, Detections] = {}
+        if scheduled:
+            with _step(self.video, "detect", scheduled[0][0]):
+                results = self.detector.detect([im for _, im in scheduled], self.scale)
+            found = {i: d for (i, _), d in zip(scheduled, results)}
+        anchor = [t.last_box for t in self.tracker.tracks.values() if not t.ended]
+        regions: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
+        for index, prepared, frame in self.keyframes:
+            if prepared is not None:
+                anchor = list(found[index].boxes)
+            elif anchor:
+                regions.append((index, frame, anchor))
+            else:
+                found[index] = Detections.empty(self.detector.name == "mtcnn")
+        if regions:
+            with _step(self.video, "detect", regions[0][0]):
+                results = detect_in_rois(self.detector, [(f, boxes) for _, f, boxes in regions])
+            found.update({index: d for (index, _, _), d in zip(regions, results)})
+        return found
 
     def flush(self) -> None:
         """Detect on the queued keyframes, resolve every pending frame up to the last one, compute SSIM."""
         if not self.keyframes:
             return
         t = time.perf_counter()
-        first = self.keyframes[0][0]
-        with _step(self.video, "detect", first):
-            found: list[Detections] = self.detector.detect([im for _, im in self.keyframes], self.scale)
+        found = self._detect_batch()
         self.timings["detect_s"] += time.perf_counter() - t
-
         t = time.perf_counter()
         by_index = {p.index: p for p in self.pending}
-        for (key_index, _), dets in zip(self.keyframes, found):
+        for key_index, _, _ in self.keyframes:
             with _step(self.video, "track", key_index):
                 self.keyframe_count += 1
-                for fb in self.tracker.update(key_index, dets):
+                for fb in self.tracker.update(key_index, found[key_index]):
                     self._resolve(fb, by_index[fb.frame])
         last = self.keyframes[-1][0]
         self.pending = [p for p in self.pending if p.index > last]
@@ -227,7 +257,7 @@ def extract_video(path: str, video: str, config: ExtractConfig, detector, ssim_d
         expected = min(x for x in (limit, info.frame_count or None) if x) if (limit or info.frame_count) else None
         run = _VideoExtractor(video, config, detector, ssim_device)
         run.samples = sample_frames(expected, config.crops_per_video, config.keyframe_interval)
-        frames = iter_frames(cap, video, limit)
+        frames = prefetch(iter_frames(cap, video, limit), config.prefetch_frames)
         index, frame = -1, None
         shape = None
         while True:

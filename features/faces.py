@@ -123,6 +123,58 @@ class MtcnnDetector:
         return out
 
 
+def detect_in_rois(detector, frames: list[tuple[np.ndarray, list[np.ndarray]]], roi_size: int = 128,
+                   roi_factor: float = 2.5) -> list[Detections]:
+    """Detect faces only in square regions around where faces are expected, one detector call for all frames.
+
+    `frames` holds (full-resolution BGR frame, expected face boxes). Each region is `roi_factor` times a box,
+    cut from the full-resolution frame and resized to `roi_size` pixels, so every region is one size and the
+    whole set is one batch. Detections are mapped back to frame pixels and merged per frame.
+    """
+    from features.crops import crop_square, square_box
+
+    images, origins = [], []
+    for n, (frame, boxes) in enumerate(frames):
+        for box in boxes:
+            sq = np.round(square_box(box, roi_factor - 1.0)).astype(int)
+            images.append(detector.prepare(crop_square(frame, box, roi_factor - 1.0, roi_size), 1.0))
+            origins.append((n, sq[0], sq[1], max(int(sq[2] - sq[0]), 1) / roi_size))
+    found = detector.detect(images, 1.0) if images else []
+    per_frame: list[list] = [[] for _ in frames]
+    for dets, (n, x0, y0, factor) in zip(found, origins):
+        if len(dets):
+            landmarks = None if dets.landmarks is None else dets.landmarks * factor + np.tile([x0, y0], 5)
+            per_frame[n].append(Detections((dets.boxes * factor + np.array([x0, y0, x0, y0])).astype(np.float32),
+                                           dets.confidences, None if landmarks is None else landmarks.astype(np.float32)))
+    out = []
+    for parts in per_frame:
+        if not parts:
+            out.append(Detections.empty(detector.name == "mtcnn"))
+            continue
+        marks = [p.landmarks for p in parts if p.landmarks is not None]
+        merged = Detections(np.concatenate([p.boxes for p in parts]), np.concatenate([p.confidences for p in parts]),
+                            np.concatenate(marks) if len(marks) == len(parts) else None)
+        out.append(non_max_suppression(merged, 0.5))
+    return out
+
+
+def non_max_suppression(dets: Detections, iou_threshold: float) -> Detections:
+    """Keep the most confident of overlapping detections (regions of neighbouring faces can overlap)."""
+    from features.tracking import iou
+
+    if len(dets) < 2:
+        return dets
+    conf = np.nan_to_num(dets.confidences, nan=0.0)
+    order = np.argsort(-conf, kind="stable")
+    overlaps = iou(dets.boxes, dets.boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(overlaps[i, j] < iou_threshold for j in keep):
+            keep.append(int(i))
+    keep.sort()
+    return Detections(dets.boxes[keep], dets.confidences[keep], None if dets.landmarks is None else dets.landmarks[keep])
+
+
 def _interleave(landmarks: np.ndarray) -> np.ndarray:
     """mtcnn's x0..x4, y0..y4 as x0, y0, x1, y1, ... (left eye, right eye, nose, mouth left, mouth right)."""
     return np.stack([landmarks[:, :5], landmarks[:, 5:]], axis=-1).reshape(-1, 10)

@@ -100,3 +100,30 @@ def test_portrait_dfdc_clip_decodes_upright():
     _, frame = next(iter_frames(cap, "afoovlsmtx"))
     assert (info.width, info.height) == (1080, 1920)
     assert frame.shape[:2] == (1920, 1080)
+
+
+def test_prefetch_keeps_order_and_reraises_decoder_errors():
+    from features.decode import prefetch
+
+    def frames():
+        for i in range(20):
+            yield i, np.full((4, 4), i, np.uint8)
+        raise StepError("v", "decode", "boom", frame=20)
+
+    seen = []
+    with pytest.raises(StepError, match="decode failed for v at frame 20: boom"):
+        for i, f in prefetch(frames(), depth=3):
+            seen.append((i, int(f[0, 0])))
+    assert seen == [(i, i) for i in range(20)]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops(tmp_path):
+    import threading
+
+    from features.decode import prefetch
+
+    path = _numbered_clip(tmp_path / "a.mp4", n=20)
+    stream = prefetch(iter_frames(open_video(str(path), "a"), "a"), depth=2)
+    assert next(stream)[0] == 0
+    stream.close()
+    assert not any(t.name == "dfp-decode" and t.is_alive() for t in threading.enumerate())

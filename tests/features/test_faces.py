@@ -72,3 +72,25 @@ def test_detection_scale_never_enlarges():
 def test_unknown_detector():
     with pytest.raises(ValueError, match="unknown detector 'yolo'"):
         make_detector("yolo", 20, 0.9, 5)
+
+
+def test_regions_at_full_resolution_find_the_face_in_frame_coordinates(mtcnn):
+    from features.faces import detect_in_rois
+
+    frame = face_scene(960, 540)
+    expected = mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0)[0].boxes[0]
+    guess = expected + np.array([15, -10, 15, -10], np.float32)  # where the tracker expects it
+    (found, empty) = detect_in_rois(mtcnn, [(frame, [guess]), (frame, [np.array([700, 20, 760, 80], np.float32)])])
+    assert len(found) == 1 and np.abs(found.boxes[0] - expected).max() < 12
+    lm = found.landmarks[0]
+    assert expected[0] < lm[0] < expected[2] and expected[1] < lm[1] < expected[3]  # left eye inside the face
+    assert len(empty) == 0
+
+
+def test_overlapping_detections_from_neighbouring_regions_are_merged():
+    from features.faces import Detections, non_max_suppression
+
+    dets = Detections(np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32),
+                      np.array([0.9, 0.99, 0.95], np.float32), None)
+    kept = non_max_suppression(dets, 0.5)
+    assert kept.confidences.tolist() == pytest.approx([0.99, 0.95])
