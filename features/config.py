@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
 RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
-                            "prefetch_frames"})
+                            "prefetch_frames", "decode_threads"})
 
 
 class ExtractConfig(BaseModel):
@@ -48,6 +48,8 @@ class ExtractConfig(BaseModel):
     ssim_frame_long_side: int = Field(256, ge=16, description="Long side of the grey frame compared between consecutive frames.")
     ssim_backend: Literal["numpy", "tf"] = Field("numpy", description="numpy (OpenCV box filter) or tf (TensorFlow, for GPU workers).")
     prefetch_frames: int = Field(8, ge=0, description="Frames decoded ahead in a background thread (0: none).")
+    decode_threads: int = Field(1, ge=0, description="FFmpeg decoding threads per video (0: one per core); one "
+                                                     "suits one single-threaded worker per core.")
     max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
     max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
 

@@ -42,13 +42,18 @@ def _fourcc(value: float) -> str:
     return text if text.isprintable() and text.strip() else ""
 
 
-def open_video(path: str, video: str) -> cv2.VideoCapture:
-    """Open a capture with display rotation applied, or raise a StepError naming the reason."""
+def open_video(path: str, video: str, threads: int = 0) -> cv2.VideoCapture:
+    """Open a capture with display rotation applied, or raise a StepError naming the reason.
+
+    `threads` caps FFmpeg's decoding threads (0: FFmpeg's default, one per core). One per Dask worker process
+    is the efficient setting when there is a worker per core.
+    """
     if not os.path.exists(path):
         raise StepError(video, "probe", f"file not found: {path}")
     if os.path.getsize(path) == 0:
         raise StepError(video, "probe", "file is empty (0 bytes)")
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    params = [cv2.CAP_PROP_N_THREADS, int(threads)] if threads > 0 else []
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         raise StepError(video, "probe", "OpenCV/FFmpeg cannot open it as a video (not a video, or corrupt header)")
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # portrait phone clips carry a rotation flag

@@ -250,7 +250,7 @@ def extract_video(path: str, video: str, config: ExtractConfig, detector, ssim_d
 
     Raises StepError (naming the video, the step and the cause) when the file cannot be decoded.
     """
-    cap = open_video(path, video)
+    cap = open_video(path, video, config.decode_threads)
     try:
         info = probe(cap)
         limit = frame_limit(info, config.max_frames, config.max_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 from prefect import flow, get_run_logger
@@ -59,6 +60,10 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     from distributed import as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    cores = os.cpu_count() or 1
+    if not config.dask_address and (config.workers or cores) >= cores and "prefetch_frames" not in config.model_fields_set:
+        # A decode-ahead thread only helps when a core is idle; with a worker on every core it costs throughput.
+        config = config.model_copy(update={"prefetch_frames": 0})
     artifact_id = create_progress_artifact(progress=0.0, key="extract-progress",
                                            description=f"Extracting {len(jobs)} videos")
     manifests: list[dict] = []
