@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-rerun clean
+.PHONY: demo test test-fast bench-rerun bench-speed browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,24 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/dfp demo --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The report test renders HTML in headless Chromium (Debian's package). Installed when we can (root + apt);
+# elsewhere that one test skips, unless DFP_REQUIRE_CHROMIUM is set (CI sets it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the report rendering test will skip"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench-rerun: $(STAMP)
 	$(BIN)/python bench/rerun.py
+
+bench-speed: $(STAMP)
+	$(BIN)/python bench/extract_speed.py
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -130,6 +130,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from flows.inspect import default_out, inspect_video
+
+    paths = inspect_video(args.video, args.out or default_out(args.video), cache=args.cache, frame=args.frame,
+                          step=args.step, columns=args.columns, rows=args.rows)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from flows.report import write_report
+
+    print(write_report(args.cache, args.out, run=args.run, sample=args.sample))
+    return 0
+
+
 def _print_metrics(metrics: dict) -> None:
     for name, label in (("overall", "model"), ("prior", "class prior")):
         m = metrics[name]
@@ -208,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--cache", default=None, help="Extraction cache (default: DIR/cache).")
     _add_cluster_options(score)
     score.set_defaults(func=cmd_score)
+
+    inspect = sub.add_parser("inspect", help="Look at one video: detections, frames, face animation, SSIM.",
+                             description="Write detections.png (MTCNN and Haar side by side), frames.png, face.gif "
+                                         "and ssim.png for VIDEO, reading the cache where it can and computing "
+                                         "what is missing. Prints the paths it wrote.")
+    inspect.add_argument("video", metavar="VIDEO")
+    inspect.add_argument("--cache", default=None, help="Cache to read the face track and SSIM series from.")
+    inspect.add_argument("--out", default=None, help="Output folder (default: inspect/<video name>).")
+    inspect.add_argument("--frame", type=int, default=0, help="Frame shown in detections.png (default: 0).")
+    inspect.add_argument("--step", type=int, default=30, help="Frames between grid images (default: 30).")
+    inspect.add_argument("--columns", type=int, default=4, help="Grid columns (default: 4).")
+    inspect.add_argument("--rows", type=int, default=3, help="Grid rows (default: 3).")
+    inspect.set_defaults(func=cmd_inspect)
+
+    report = sub.add_parser("report", help="Write a self-contained HTML report of a cache (and a run).",
+                            description="One HTML file with every image embedded, readable offline: dataset "
+                                        "composition, extraction health, a sample of videos with their main face "
+                                        "and face-SSIM sparkline, and the model's metrics when --run is given.")
+    report.add_argument("cache", metavar="CACHE")
+    report.add_argument("--out", default="report.html", help="Output HTML file (default: report.html).")
+    report.add_argument("--run", default=None, help="Training run directory to include.")
+    report.add_argument("--sample", type=int, default=24, help="Videos shown in the sample table (default: 24).")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -7,7 +7,8 @@ import os
 import time
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 
 from features.cache import CacheStore
 from features.config import ExtractConfig
@@ -37,6 +38,9 @@ def extract_flow(config: ExtractConfig) -> dict:
     store.write_run_record("extract", summary)
     create_markdown_artifact(markdown=summary_markdown(summary, manifests), key="extract-summary",
                              description="Extraction run summary")
+    create_table_artifact(table=[{"status": s, "videos": summary[s]} for s in STATUSES]
+                          + [{"status": "cached (skipped)", "videos": summary["skipped"]}],
+                          key="extract-status", description="Videos by status in this run")
     return summary
 
 

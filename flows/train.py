@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from features import FEATURE_CODE_VERSION
 from features.cache import CacheStore
@@ -153,6 +153,9 @@ def train_flow(config: TrainConfig) -> dict:
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = metrics_markdown(metrics, title=f"Training run {run}")
     create_markdown_artifact(markdown=summary, key="train-metrics", description="Out-of-fold metrics")
+    create_table_artifact(table=[{"": name, **{k: metrics[key][k] for k in ("log_loss", "roc_auc", "accuracy", "brier", "n")}}
+                                 for name, key in (("model", "overall"), ("class prior", "prior"))],
+                          key="train-metrics-table", description="Out-of-fold metrics beside the class prior")
     logger.info("out of fold: log loss %.4f (prior %.4f), AUC %s", evaluation["overall"]["log_loss"],
                 evaluation["prior"]["log_loss"], evaluation["overall"]["roc_auc"])
     return metrics

@@ -1,0 +1,111 @@
+"""The notebook's pictures, headless: detections side by side, a frame grid, the zoomed face animation, SSIM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REAL_COLOR, FAKE_COLOR = "#1f77b4", "#d62728"
+LABEL_COLORS = {"REAL": REAL_COLOR, "FAKE": FAKE_COLOR}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def detections_png(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]], title: str, path: Path) -> Path:
+    """One row per detector: the original frame, every detected face boxed, and the zoomed main face.
+
+    `rows` holds (detector name, RGB frame, boxes (n, 4) x1 y1 x2 y2, RGB crop of the main face or None).
+    """
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(13, 3.6 * len(rows)), squeeze=False)
+    for (name, frame, boxes, crop), ax in zip(rows, axes):
+        ax[0].imshow(frame)
+        ax[0].set_title(f"{name}: original frame")
+        ax[1].imshow(frame)
+        for x1, y1, x2, y2 in boxes:
+            ax[1].add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=2))
+        ax[1].set_title(f"{name}: {len(boxes)} face(s) detected")
+        if crop is not None:
+            ax[2].imshow(crop)
+            ax[2].set_title(f"{name}: main face, zoomed")
+        else:
+            ax[2].text(0.5, 0.5, "no face found", ha="center", va="center", fontsize=14)
+            ax[2].set_title(f"{name}: main face")
+        for a in ax:
+            a.axis("off")
+    fig.suptitle(title, fontsize=14)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def frames_png(frames: list[tuple[int, np.ndarray]], columns: int, title: str, path: Path) -> Path:
+    """A grid of frames through the video, each titled with its frame index."""
+    plt = _plt()
+    rows = max(1, -(-len(frames) // columns))
+    h, w = frames[0][1].shape[:2]
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows * h / w + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (index, frame) in zip(axes.ravel(), frames):
+        ax.imshow(frame)
+        ax.set_title(f"frame {index}")
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def face_gif(crops: list[np.ndarray], fps: float, path: Path) -> Path:
+    """The zoomed face track as an animated GIF at the video's frame rate."""
+    from PIL import Image
+
+    images = [Image.fromarray(c) for c in crops]
+    duration = int(round(1000 / fps)) if fps and fps > 0 else 40
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+    return path
+
+
+def ssim_png(frame_series: tuple[np.ndarray, np.ndarray], face_series: tuple[np.ndarray, np.ndarray] | None,
+             fps: float, drops: np.ndarray, title: str, label: str | None, path: Path) -> Path:
+    """Face and frame SSIM between consecutive frames over time, with sharp drops marked."""
+    plt = _plt()
+    scale = fps if fps and fps > 0 else 1.0
+    unit = "s" if fps and fps > 0 else "frames"
+    fig, ax = plt.subplots(figsize=(10, 4))
+    fi, fv = frame_series
+    ax.plot(fi / scale, fv, color="grey", label="whole frame", linewidth=1.2)
+    if face_series is not None and len(face_series[0]):
+        color = LABEL_COLORS.get(label or "", "black")
+        ax.plot(face_series[0] / scale, face_series[1], color=color, label="main face", linewidth=1.5)
+        if len(drops):
+            values = dict(zip(face_series[0], face_series[1]))
+            ax.scatter(drops / scale, [values[d] for d in drops], color="orange", zorder=3, s=40,
+                       label=f"sharp drops ({len(drops)})")
+    ax.set(xlabel=f"time ({unit})", ylabel="SSIM with previous frame (1 = identical)", title=title)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def sharp_drops(values: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Frames where SSIM falls more than 3 robust deviations (and at least 0.02) below its median."""
+    if len(values) < 3:
+        return np.array([], int)
+    med = np.median(values)
+    mad = np.median(np.abs(values - med)) * 1.4826
+    return frames[values < med - max(3 * mad, 0.02)]
