@@ -109,3 +109,37 @@ def sharp_drops(values: np.ndarray, frames: np.ndarray) -> np.ndarray:
     med = np.median(values)
     mad = np.median(np.abs(values - med)) * 1.4826
     return frames[values < med - max(3 * mad, 0.02)]
+
+
+def comparison_png(videos: list[tuple[str, list[np.ndarray], tuple[np.ndarray, np.ndarray] | None, str | None]],
+                   fps: float, path: Path) -> Path:
+    """Videos side by side: a strip of main-face crops each, and their face SSIM series on one plot.
+
+    `videos` holds (name, a few RGB face crops, (frame indices, face SSIM) or None, label).
+    """
+    plt = _plt()
+    n_crops = max(len(c) for _, c, _, _ in videos) or 1
+    fig = plt.figure(figsize=(2.2 * n_crops, 2.2 * len(videos) + 3.5))
+    grid = fig.add_gridspec(len(videos) + 1, n_crops, height_ratios=[1] * len(videos) + [1.6])
+    for row, (name, crops, _, label) in enumerate(videos):
+        for col in range(n_crops):
+            ax = fig.add_subplot(grid[row, col])
+            ax.axis("off")
+            if col < len(crops):
+                ax.imshow(crops[col])
+            if col == 0:
+                ax.set_title(f"{name} ({label or 'unlabelled'})", loc="left", fontsize=10,
+                             color=LABEL_COLORS.get(label or "", "black"))
+    ax = fig.add_subplot(grid[len(videos), :])
+    scale = fps if fps and fps > 0 else 1.0
+    for name, _, series, label in videos:
+        if series is not None and len(series[0]):
+            ax.plot(series[0] / scale, series[1], label=f"{name} ({label or 'unlabelled'})",
+                    color=LABEL_COLORS.get(label or "", None), linewidth=1.2)
+    ax.set(xlabel="time (s)" if fps else "frame", ylabel="face SSIM with previous frame",
+           title="Main-face SSIM between consecutive frames")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

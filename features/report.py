@@ -123,6 +123,27 @@ def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, 
                      f"<td>{sparkline(series.ssim.to_numpy())}</td></tr>")
     parts.append("</tbody></table></section>")
 
+    # Fakes beside their originals
+    pairs = []
+    by_name = {str(v).rsplit("/", 1)[-1]: v for v in videos.video_id}
+    for fake in videos[(videos.label == "FAKE") & videos.original.notna()].itertuples():
+        original = by_name.get(str(fake.original).rsplit(".", 1)[0])
+        if original is not None:
+            pairs.append((original, fake.video_id))
+    if pairs:
+        parts.append("<section id='pairs'><h2>Fakes beside their originals</h2><table><thead><tr>"
+                     "<th>original (REAL)</th><th></th><th>fake</th><th></th></tr></thead><tbody>")
+        for original, fake in pairs[:sample]:
+            cells = []
+            for vid in (original, fake):
+                mine = faces[(faces.video_id == vid) & faces.is_main & faces.crop_jpeg.notna()]
+                thumb = ("<img class='thumb' alt='main face' src='data:image/jpeg;base64,"
+                         + base64.b64encode(mine.crop_jpeg.iloc[0]).decode() + "'>") if len(mine) else ""
+                series = ssim[(ssim.video_id == vid) & ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index")
+                cells.append(f"<td>{thumb}<br>{esc(vid)}</td><td>{sparkline(series.ssim.to_numpy())}</td>")
+            parts.append(f"<tr>{''.join(cells)}</tr>")
+        parts.append("</tbody></table></section>")
+
     # Latest model
     if run_dir is not None and (run_dir / "metrics.json").exists():
         metrics = json.loads((run_dir / "metrics.json").read_text())

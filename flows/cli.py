@@ -131,12 +131,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from flows.inspect import default_out, inspect_video
+    from flows.inspect import default_out, inspect_videos
 
-    paths = inspect_video(args.video, args.out or default_out(args.video), cache=args.cache, frame=args.frame,
-                          step=args.step, columns=args.columns, rows=args.rows)
-    for path in paths.values():
-        print(path)
+    out = args.out or (default_out(args.videos[0]) if len(args.videos) == 1 else "inspect")
+    results = inspect_videos(args.videos, out, cache=args.cache, frame=args.frame, step=args.step,
+                             columns=args.columns, rows=args.rows)
+    for result in results.values():
+        for path in (result.values() if isinstance(result, dict) else [result]):
+            print(path)
     return 0
 
 
@@ -226,11 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(score)
     score.set_defaults(func=cmd_score)
 
-    inspect = sub.add_parser("inspect", help="Look at one video: detections, frames, face animation, SSIM.",
+    inspect = sub.add_parser("inspect", help="Look at videos: detections, frames, face animation, SSIM.",
                              description="Write detections.png (MTCNN and Haar side by side), frames.png, face.gif "
-                                         "and ssim.png for VIDEO, reading the cache where it can and computing "
-                                         "what is missing. Prints the paths it wrote.")
-    inspect.add_argument("video", metavar="VIDEO")
+                                         "and ssim.png for each VIDEO, reading the cache where it can and "
+                                         "computing what is missing. With several videos (a fake and its "
+                                         "original, say), each goes to OUT/<name>/ and OUT/comparison.png shows "
+                                         "them side by side. Prints the paths it wrote.")
+    inspect.add_argument("videos", nargs="+", metavar="VIDEO")
     inspect.add_argument("--cache", default=None, help="Cache to read the face track and SSIM series from.")
     inspect.add_argument("--out", default=None, help="Output folder (default: inspect/<video name>).")
     inspect.add_argument("--frame", type=int, default=0, help="Frame shown in detections.png (default: 0).")

@@ -46,6 +46,11 @@ def cached_rows(cache: str | None, path: Path) -> tuple[dict | None, pd.DataFram
 def inspect_video(video: str, out: str, cache: str | None = None, frame: int = 0, step: int = 30,
                   columns: int = 4, rows: int = 3) -> dict[str, str]:
     """Write detections.png, frames.png, face.gif and ssim.png for one video; returns their paths."""
+    return _inspect(video, out, cache, frame, step, columns, rows)[0]
+
+
+def _inspect(video: str, out: str, cache: str | None, frame: int, step: int, columns: int, rows: int):
+    """The pictures of one video, and what a side-by-side comparison needs: (name, crops, face SSIM, label, fps)."""
     path = Path(video).expanduser().resolve()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,8 @@ def inspect_video(video: str, out: str, cache: str | None = None, frame: int = 0
             crop = cv2.cvtColor(crop_square(chosen_bgr, dets.boxes[int(np.argmax(areas))], 0.3, 224), cv2.COLOR_BGR2RGB)
         detection_rows.append((name, chosen, dets.boxes, crop))
 
+    strip_every = max(1, len(crops) // 6)
+    summary = (path.stem, crops[::strip_every][:6], face_series_of(ssim), label, info.fps)
     paths = {
         "detections": str(plots.detections_png(detection_rows, f"{title} — frame {frame}", out_dir / "detections.png")),
         "frames": str(plots.frames_png(grid, columns, f"{title} — every {step} frames", out_dir / "frames.png")),
@@ -104,7 +111,30 @@ def inspect_video(video: str, out: str, cache: str | None = None, frame: int = 0
     paths["ssim"] = str(plots.ssim_png((frame_rows.frame_index.to_numpy(), frame_rows.ssim.to_numpy()), face_series,
                                       info.fps, drops, f"{title} — SSIM between consecutive frames", label,
                                       out_dir / "ssim.png"))
-    return paths
+    return paths, summary
+
+
+def face_series_of(ssim: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    if not len(ssim):
+        return None
+    rows = ssim[ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index")
+    return (rows.frame_index.to_numpy(), rows.ssim.to_numpy()) if len(rows) else None
+
+
+def inspect_videos(videos: list[str], out: str, **options) -> dict[str, dict[str, str] | str]:
+    """Inspect each video into OUT/<name>/; with several videos, also OUT/comparison.png side by side."""
+    results: dict[str, dict[str, str] | str] = {}
+    summaries = []
+    for video in videos:
+        target = out if len(videos) == 1 else os.path.join(out, Path(video).stem)
+        options = {"cache": None, "frame": 0, "step": 30, "columns": 4, "rows": 3, **options}
+        results[video], summary = _inspect(video, target, **options)
+        summaries.append(summary)
+    if len(videos) > 1:
+        fps = next((s[4] for s in summaries if s[4]), 0.0)
+        results["comparison"] = str(plots.comparison_png([s[:4] for s in summaries], fps,
+                                                         Path(out) / "comparison.png"))
+    return results
 
 
 def default_out(video: str) -> str:

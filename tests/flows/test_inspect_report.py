@@ -103,3 +103,19 @@ def test_report_renders_in_headless_chromium(small_cache, tmp_path):
     for heading in ("Dataset", "Extraction health", "Videos (sample)"):
         assert f"<h2>{heading}</h2>" in dom
     assert dom.count("<img") >= 5
+
+
+def test_a_fake_and_its_original_side_by_side(small_cache, demo_dir, tmp_path):
+    import json
+
+    from flows.inspect import inspect_videos
+
+    metadata = json.loads((demo_dir / "metadata.json").read_text())
+    fake = next(n for n, m in metadata.items() if m["label"] == "FAKE" and m["original"])
+    pair = [str(demo_dir / metadata[fake]["original"]), str(demo_dir / fake)]
+    results = inspect_videos(pair, str(tmp_path / "cmp"), cache=small_cache)
+    assert set(results) == {*pair, "comparison"}
+    image = _check_png(results["comparison"])
+    assert image.shape[0] > image.shape[1] * 0.4
+    page = open(write_report(small_cache, str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert "<section id='pairs'>" in page and page.count("<tr><td><img") == 4  # every fake beside its original
