@@ -47,9 +47,10 @@ class ExtractConfig(BaseModel):
     ssim_face_size: int = Field(64, ge=8, description="Side of the grey face crop compared between consecutive frames.")
     ssim_frame_long_side: int = Field(256, ge=16, description="Long side of the grey frame compared between consecutive frames.")
     ssim_backend: Literal["numpy", "tf"] = Field("numpy", description="numpy (OpenCV box filter) or tf (TensorFlow, for GPU workers).")
-    prefetch_frames: int = Field(8, ge=0, description="Frames decoded ahead in a background thread (0: none).")
-    decode_threads: int = Field(1, ge=0, description="FFmpeg decoding threads per video (0: one per core); one "
-                                                     "suits one single-threaded worker per core.")
+    prefetch_frames: int = Field(8, ge=0, description="Frames decoded ahead in a background thread (0: none). "
+                                                      "Local clusters with a worker on every core use 0.")
+    decode_threads: int = Field(0, ge=0, description="FFmpeg decoding threads per video (0: FFmpeg's default, one "
+                                                     "per core). Local clusters with a worker on every core use 1.")
     max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
     max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
 

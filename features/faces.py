@@ -61,11 +61,12 @@ class HaarDetector:
         small = frame_bgr if scale == 1.0 else cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         return cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
 
-    def detect(self, images: list[np.ndarray], scale: float) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], scale: float, min_face_size: int | None = None) -> list[Detections]:
         out = []
+        size = min_face_size or self.min_face_size
         for image in images:
             found = self._cascade.detectMultiScale(
-                image, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(self.min_face_size,) * 2
+                image, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(size, size)
             )
             if len(found) == 0:
                 out.append(Detections.empty())
@@ -74,6 +75,9 @@ class HaarDetector:
             boxes = np.column_stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3]]) / scale
             out.append(Detections(boxes.astype(np.float32), np.full(len(boxes), np.nan, np.float32), None))
         return out
+
+
+_MTCNN_SAFE_MIN_FACE = 20
 
 
 class MtcnnDetector:
@@ -97,16 +101,24 @@ class MtcnnDetector:
             small = stretch_luminance(small)
         return np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))  # a fresh uint8 array per frame
 
-    def detect(self, images: list[np.ndarray], scale: float) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], scale: float, min_face_size: int | None = None) -> list[Detections]:
         if not images:
             return []
         if len({im.shape for im in images}) != 1:
             raise ValueError("MTCNN batches must hold frames of one size (it pads to the largest)")
+        min_face = min_face_size or self.min_face_size
+        if min_face > _MTCNN_SAFE_MIN_FACE:
+            # mtcnn 1.0 sizes its image pyramid as if the minimum face were 12 px: with a larger one the last
+            # levels shrink below the 12 px network input and the whole batch silently returns no face.
+            # Finding faces >= min_face px equals finding faces >= 20 px in an image shrunk by 20 / min_face.
+            shrink = _MTCNN_SAFE_MIN_FACE / min_face
+            small = [cv2.resize(im, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) for im in images]
+            return self.detect(small, scale * shrink, _MTCNN_SAFE_MIN_FACE)
         # A Python list of RGB uint8 frames is the only input mtcnn 1.0 batches; numpy output is (n, 16):
         # image index, x1, y1, x2, y2, confidence, five landmark x, then five landmark y.
         rows = self._model.detect_faces(
             list(images), box_format="xyxy", output_type="numpy",
-            min_face_size=self.min_face_size, threshold_onet=self.threshold,
+            min_face_size=min_face, threshold_onet=self.threshold,
         )
         rows = np.asarray(rows, np.float32).reshape(-1, 16)
         out = []

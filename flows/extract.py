@@ -57,6 +57,19 @@ def nothing_to_do(config: ExtractConfig) -> dict | None:
     return summary
 
 
+def worker_per_core_settings(config: ExtractConfig) -> ExtractConfig:
+    """With a local worker on every core, decode single-threaded and without a decode-ahead thread.
+
+    Both only help a video use idle cores; when every core has a worker they cost throughput (measured:
+    2 workers gave 1.84x one worker this way, 1.50x with decode-ahead). Settings the user chose are kept.
+    """
+    cores = os.cpu_count() or 1
+    if config.dask_address or (config.workers or cores) < cores:
+        return config
+    update = {k: v for k, v in (("prefetch_frames", 0), ("decode_threads", 1)) if k not in config.model_fields_set}
+    return config.model_copy(update=update)
+
+
 def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     """One Dask task per video, with a terminal progress bar and a Prefect progress artifact."""
     if not jobs:
@@ -64,10 +77,7 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     from distributed import as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    cores = os.cpu_count() or 1
-    if not config.dask_address and (config.workers or cores) >= cores and "prefetch_frames" not in config.model_fields_set:
-        # A decode-ahead thread only helps when a core is idle; with a worker on every core it costs throughput.
-        config = config.model_copy(update={"prefetch_frames": 0})
+    config = worker_per_core_settings(config)
     artifact_id = create_progress_artifact(progress=0.0, key="extract-progress",
                                            description=f"Extracting {len(jobs)} videos")
     manifests: list[dict] = []

@@ -94,3 +94,12 @@ def test_overlapping_detections_from_neighbouring_regions_are_merged():
                       np.array([0.9, 0.99, 0.95], np.float32), None)
     kept = non_max_suppression(dets, 0.5)
     assert kept.confidences.tolist() == pytest.approx([0.99, 0.95])
+
+
+def test_mtcnn_with_a_large_minimum_face_still_finds_faces(mtcnn):
+    # mtcnn 1.0 returns nothing at all when its pyramid shrinks below 12 px (min_face_size > ~24): guarded.
+    frame = face_scene(640, 360)
+    reference = mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0)[0]
+    found = mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0, min_face_size=60)[0]
+    assert len(found) == 1 and _center_error(found.boxes[0], reference.boxes[0]) < 12
+    assert len(mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0, min_face_size=400)[0]) == 0  # face is smaller

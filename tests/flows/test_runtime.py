@@ -23,3 +23,17 @@ def test_local_cluster_is_single_threaded_process_workers_with_capped_pools():
 def test_existing_cluster_address_is_used_as_given():
     runner = make_task_runner(workers=None, dask_address="tcp://10.0.0.5:8786")
     assert runner.address == "tcp://10.0.0.5:8786" and not runner.cluster_kwargs
+
+
+def test_a_worker_on_every_core_decodes_single_threaded_unless_the_user_chose():
+    from features.config import ExtractConfig
+    from flows.extract import worker_per_core_settings
+
+    cores = os.cpu_count()
+    busy = worker_per_core_settings(ExtractConfig(workers=cores))
+    assert (busy.prefetch_frames, busy.decode_threads) == (0, 1)
+    chosen = worker_per_core_settings(ExtractConfig(workers=cores, prefetch_frames=4))
+    assert (chosen.prefetch_frames, chosen.decode_threads) == (4, 1)
+    remote = worker_per_core_settings(ExtractConfig(dask_address="tcp://h:8786"))
+    assert (remote.prefetch_frames, remote.decode_threads) == (8, 0)
+    assert busy.config_hash == ExtractConfig().config_hash  # not part of the cache key
