@@ -9,9 +9,10 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
+from features.plots import FAKE_COLOR, REAL_COLOR
+
 # The DFDC competition clipped submitted probabilities to [1e-15, 1 - 1e-15] before the log loss.
 DFDC_EPS = 1e-15
-REAL_COLOR, FAKE_COLOR = "#1f77b4", "#d62728"
 
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
-from features.video_features import FEATURE_NAMES
+from features.video_features import FEATURE_NAMES, decode_crops
 
 # Types a saved gradient-boosting model may contain; anything else in a file is refused, never loaded.
 SKOPS_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.", "scipy.")
@@ -115,11 +115,8 @@ def build_cnn(size: str = "small", seed: int = 0):
 
 def crop_array(jpegs, side: int) -> np.ndarray:
     """Decode JPEG crops to an (n, side, side, 3) RGB uint8 array."""
-    out = []
-    for blob in jpegs:
-        image = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
-        if image is not None:
-            out.append(cv2.cvtColor(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    out = [cv2.cvtColor(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+           for image in decode_crops(jpegs)]
     return np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8)
 
 

@@ -104,11 +104,11 @@ def ssim_png(frame_series: tuple[np.ndarray, np.ndarray], face_series: tuple[np.
 
 def sharp_drops(values: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Frames where SSIM falls more than 3 robust deviations (and at least 0.02) below its median."""
+    from features.video_features import drop_mask
+
     if len(values) < 3:
         return np.array([], int)
-    med = np.median(values)
-    mad = np.median(np.abs(values - med)) * 1.4826
-    return frames[values < med - max(3 * mad, 0.02)]
+    return frames[drop_mask(np.asarray(values, np.float64))]
 
 
 def comparison_png(videos: list[tuple[str, list[np.ndarray], tuple[np.ndarray, np.ndarray] | None, str | None]],

@@ -55,6 +55,15 @@ def sparkline(values: np.ndarray, width: int = 160, height: int = 36) -> str:
             f"<polyline fill='none' stroke='#444' stroke-width='1' points='{points}'/></svg>")
 
 
+def _face_cells(vid: str, faces: pd.DataFrame, ssim: pd.DataFrame) -> tuple[str, pd.Series]:
+    """The main-face thumbnail of a video and its face SSIM series."""
+    mine = faces[(faces.video_id == vid) & faces.is_main & faces.crop_jpeg.notna()]
+    thumb = ("<img class='thumb' alt='main face' src='data:image/jpeg;base64,"
+             + base64.b64encode(mine.crop_jpeg.iloc[0]).decode() + "'>") if len(mine) else ""
+    series = ssim[(ssim.video_id == vid) & ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index").ssim
+    return thumb, series
+
+
 def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, title: str,
                  run_dir: Path | None = None, sample: int = 24, seed: int = 0) -> str:
     """The whole report as one HTML string."""
@@ -112,15 +121,12 @@ def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, 
     parts.append("<table id='sample'><thead><tr><th>face</th><th>video</th><th>label</th><th>mean face SSIM</th>"
                  "<th>face SSIM over time</th></tr></thead><tbody>")
     for v in chosen.sort_values("video_id").itertuples():
-        mine = faces[(faces.video_id == v.video_id) & faces.is_main & faces.crop_jpeg.notna()]
-        thumb = ("<img class='thumb' alt='main face' src='data:image/jpeg;base64,"
-                 + base64.b64encode(mine.crop_jpeg.iloc[0]).decode() + "'>") if len(mine) else ""
-        series = ssim[(ssim.video_id == v.video_id) & ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index")
-        mean = f"{series.ssim.mean():.4f}" if len(series) else ""
+        thumb, series = _face_cells(v.video_id, faces, ssim)
+        mean = f"{series.mean():.4f}" if len(series) else ""
         label = v.label if isinstance(v.label, str) else "unlabelled"
         parts.append(f"<tr data-label='{esc(label)}'><td>{thumb}</td><td>{esc(v.video_id)}</td>"
                      f"<td class='{esc(label)}'>{esc(label)}</td><td>{mean}</td>"
-                     f"<td>{sparkline(series.ssim.to_numpy())}</td></tr>")
+                     f"<td>{sparkline(series.to_numpy())}</td></tr>")
     parts.append("</tbody></table></section>")
 
     # Fakes beside their originals
@@ -136,11 +142,8 @@ def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, 
         for original, fake in pairs[:sample]:
             cells = []
             for vid in (original, fake):
-                mine = faces[(faces.video_id == vid) & faces.is_main & faces.crop_jpeg.notna()]
-                thumb = ("<img class='thumb' alt='main face' src='data:image/jpeg;base64,"
-                         + base64.b64encode(mine.crop_jpeg.iloc[0]).decode() + "'>") if len(mine) else ""
-                series = ssim[(ssim.video_id == vid) & ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index")
-                cells.append(f"<td>{thumb}<br>{esc(vid)}</td><td>{sparkline(series.ssim.to_numpy())}</td>")
+                thumb, series = _face_cells(vid, faces, ssim)
+                cells.append(f"<td>{thumb}<br>{esc(vid)}</td><td>{sparkline(series.to_numpy())}</td>")
             parts.append(f"<tr>{''.join(cells)}</tr>")
         parts.append("</tbody></table></section>")
 

@@ -47,14 +47,19 @@ FEATURES: dict[str, str] = {
 FEATURE_NAMES = list(FEATURES)
 
 
+def drop_mask(x: np.ndarray) -> np.ndarray:
+    """Transitions more than 3 robust deviations (and at least 0.02) below the series' median."""
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med))) * 1.4826
+    return x < med - max(3 * mad, 0.02)
+
+
 def series_stats(x: np.ndarray) -> dict[str, float]:
     """The _SERIES statistics of one SSIM series (NaN when too short)."""
     x = np.asarray(x, np.float64)
     x = x[np.isfinite(x)]
     if len(x) < 3:
         return {k: math.nan for k in _SERIES}
-    med = float(np.median(x))
-    mad = float(np.median(np.abs(x - med))) * 1.4826
     d = np.diff(x)
     centered = x - x.mean()
     denom = float((centered**2).sum())
@@ -62,9 +67,9 @@ def series_stats(x: np.ndarray) -> dict[str, float]:
         "mean": float(x.mean()),
         "std": float(x.std()),
         "p05": float(np.percentile(x, 5)),
-        "p50": med,
+        "p50": float(np.median(x)),
         "min": float(x.min()),
-        "drop_rate": float((x < med - max(3 * mad, 0.02)).mean()),
+        "drop_rate": float(drop_mask(x).mean()),
         "lag1": float((centered[1:] * centered[:-1]).sum() / denom) if denom > 1e-12 else 0.0,
         "hf_energy": float((d**2).mean()),
     }

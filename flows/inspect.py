@@ -96,8 +96,9 @@ def _inspect(video: str, out: str, cache: str | None, frame: int, step: int, col
             crop = cv2.cvtColor(crop_square(chosen_bgr, dets.boxes[int(np.argmax(areas))], 0.3, 224), cv2.COLOR_BGR2RGB)
         detection_rows.append((name, chosen, dets.boxes, crop))
 
+    face_series = face_series_of(ssim)
     strip_every = max(1, len(crops) // 6)
-    summary = (path.stem, crops[::strip_every][:6], face_series_of(ssim), label, info.fps)
+    summary = (path.stem, crops[::strip_every][:6], face_series, label, info.fps)
     paths = {
         "detections": str(plots.detections_png(detection_rows, f"{title} — frame {frame}", out_dir / "detections.png")),
         "frames": str(plots.frames_png(grid, columns, f"{title} — every {step} frames", out_dir / "frames.png")),
@@ -105,8 +106,6 @@ def _inspect(video: str, out: str, cache: str | None, frame: int, step: int, col
     if crops:
         paths["face"] = str(plots.face_gif(crops, info.fps / gif_every if info.fps else 25.0, out_dir / "face.gif"))
     frame_rows = ssim[ssim.track_id == FRAME_TRACK_ID].sort_values("frame_index") if len(ssim) else ssim
-    face_rows = ssim[ssim.is_main & (ssim.track_id >= 0)].sort_values("frame_index") if len(ssim) else ssim
-    face_series = (face_rows.frame_index.to_numpy(), face_rows.ssim.to_numpy()) if len(face_rows) else None
     drops = plots.sharp_drops(*face_series[::-1]) if face_series else np.array([], int)
     paths["ssim"] = str(plots.ssim_png((frame_rows.frame_index.to_numpy(), frame_rows.ssim.to_numpy()), face_series,
                                       info.fps, drops, f"{title} — SSIM between consecutive frames", label,

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from features import FEATURE_CODE_VERSION
 from features.cache import CacheStore
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
-from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation
+from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import make_task_runner
 from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
@@ -119,12 +119,11 @@ def train_flow(config: TrainConfig) -> dict:
         final = final_future.result()
         fit_workers.add(final["worker"])
 
+    y_all = (labelled.label == "FAKE").to_numpy(float)
+    labelled["p_prior"] = prior_predictions(y_all, labelled.fold.to_numpy())  # FAKE rate outside each fold
     oof = labelled[labelled.fold >= 0].copy()
     oof["p_fake"] = oof.video_id.map(predictions)
     oof = flag_unscorable(oof)
-    y_all = (labelled.label == "FAKE").to_numpy(float)
-    oof["p_prior"] = [y_all[(labelled.fold != f).to_numpy() & (labelled.fold >= -1).to_numpy()].mean()
-                      for f in oof.fold]
     evaluation = evaluate(oof)
     plots = plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold")
     oof[["video_id", "label", "fold", "leakage_group", "dataset", "method", "status", "p_fake", "p_prior",
