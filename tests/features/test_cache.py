@@ -105,3 +105,15 @@ def test_partition_names_are_safe_and_distinct(vid):
     name = partition_name(vid)
     assert "/" not in name and not name.startswith(".") and name.endswith(".parquet")
     assert partition_name("ds/a") != partition_name("ds__a")
+
+
+def test_object_storage_round_trip(s3_bucket):
+    store = CacheStore(f"{s3_bucket}/cache")
+    store.write_video(_video("ds/s3"), _faces(3), _ssim(2))
+    store.write_config({"crop_margin": 0.3}, "abc")
+    assert store.read("videos").video_id.tolist() == ["ds/s3"]
+    assert len(store.read("faces")) == 3 and len(store.read_partition("ssim", "ds/s3")) == 2
+    assert store.read_config("abc") == {"crop_margin": 0.3}
+    assert store.write_run_record("extract", {"ok": 1}).startswith(f"{s3_bucket.removeprefix('s3://')}/cache/runs/")
+    # plain pandas reads the same table through s3fs
+    assert len(pd.read_parquet(f"{s3_bucket}/cache/faces")) == 3

@@ -163,3 +163,21 @@ def test_user_given_split_validates_on_the_other_split(demo_cache, tmp_path):
     assert metrics["validation"] == "holdout" and metrics["overall"]["n"] == 6
     oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
     assert set(oof.fold) == {0} and len(oof) == 6
+
+
+def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harness, demo_dir, s3_bucket, tmp_path):
+    cache = f"{s3_bucket}/cache"
+    first = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=cache, workers=2, detector="haar"))
+    again = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=cache, workers=2, detector="haar"))
+    assert (first["extracted"], again["extracted"], again["skipped"]) == (8, 0, 8)
+    videos = pd.read_parquet(f"{cache}/videos")
+    assert len(videos) == 8 and (videos.status != "failed").all()
+    metrics = train_flow(TrainConfig(cache=cache, out=str(tmp_path / "run"), folds=2, workers=2))
+    assert metrics["overall"]["n"] == 8
+    assert len(pd.read_parquet(f"{cache}/features")) == 8
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copyfile(sorted(demo_dir.glob("*.mp4"))[0], inbox / "clip.mp4")
+    summary = score_flow(ScoreConfig(videos=[str(inbox)], model=str(tmp_path / "run"), out=str(tmp_path / "out"),
+                                     cache=f"{s3_bucket}/score-cache", workers=2))
+    assert summary["videos"] == 1 and len(pd.read_parquet(f"{s3_bucket}/score-cache/videos")) == 1
