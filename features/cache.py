@@ -13,11 +13,14 @@ current key; faces and ssim rows of an interrupted write are replaced on the rer
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
+import socket
 import time
 import uuid
 
@@ -113,6 +116,10 @@ def to_table(table: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+class CacheBusyError(RuntimeError):
+    """Another run holds the cache's write lock."""
+
+
 class CacheStore:
     """The cache behind one interface, on a local path or any fsspec URL (s3://, gs://, memory://)."""
 
@@ -186,6 +193,38 @@ class CacheStore:
         with self.fs.open(path, "rb") as fh:
             rows = pq.read_table(fh, schema=VIDEOS_SCHEMA).to_pylist()
         return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def run_lock(self, what: str):
+        """Hold the cache's write lock for one run; a second run refuses at once with a clear message.
+
+        Local caches use an OS lock (released even when the holder is killed). Object stores have no such lock:
+        runs there are not guarded, which the README says.
+        """
+        if not self.local:
+            yield
+            return
+        os.makedirs(self.root, exist_ok=True)
+        path = os.path.join(self.root, ".lock")
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise CacheBusyError(f"{what} refused: another run is writing to {self.url} ({holder}); "
+                                     "wait for it to finish or use another cache") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def write_run_record(self, kind: str, record: dict) -> str:
         """Keep a JSON record of each run under CACHE/runs/ for audit and incremental-run reports."""

@@ -259,9 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
+        from features.cache import CacheBusyError
         from features.datasets import DatasetError
 
-        if isinstance(exc, (DatasetError, ValueError)):
+        if isinstance(exc, (DatasetError, ValueError, CacheBusyError)):
             print(f"dfp {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -22,6 +22,11 @@ STATUSES = ("ok", "no_face", "failed")
 @flow(name="extract", validate_parameters=True)
 def extract_flow(config: ExtractConfig) -> dict:
     """Extract face tracks, crops and SSIM series of every new or changed video into the cache."""
+    with CacheStore(config.cache).run_lock("extract"):
+        return _extract(config)
+
+
+def _extract(config: ExtractConfig) -> dict:
     logger = get_run_logger()
     started = time.perf_counter()
     store = CacheStore(config.cache)

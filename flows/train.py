@@ -29,9 +29,12 @@ FEATURE_BATCH = 32
 def update_features(store: CacheStore, runner) -> int:
     """Compute the features of every cached video that lacks current ones, in batches on the task runner."""
     stale = stale_feature_videos(store)
-    batches = [stale[i:i + FEATURE_BATCH] for i in range(0, len(stale), FEATURE_BATCH)]
-    futures = [runner.submit(compute_features, parameters={"cache": store.url, "videos": b}) for b in batches]
-    return sum(f.result() for f in futures)
+    if not stale:
+        return 0
+    with store.run_lock("feature computation"):
+        batches = [stale[i:i + FEATURE_BATCH] for i in range(0, len(stale), FEATURE_BATCH)]
+        futures = [runner.submit(compute_features, parameters={"cache": store.url, "videos": b}) for b in batches]
+        return sum(f.result() for f in futures)
 
 
 def gpu_annotation(runner, kind: str):

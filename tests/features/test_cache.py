@@ -117,3 +117,15 @@ def test_object_storage_round_trip(s3_bucket):
     assert store.write_run_record("extract", {"ok": 1}).startswith(f"{s3_bucket.removeprefix('s3://')}/cache/runs/")
     # plain pandas reads the same table through s3fs
     assert len(pd.read_parquet(f"{s3_bucket}/cache/faces")) == 3
+
+
+def test_a_second_run_on_the_same_cache_refuses_clearly(tmp_path):
+    from features.cache import CacheBusyError
+
+    store = CacheStore(str(tmp_path / "cache"))
+    with store.run_lock("extract"):
+        with pytest.raises(CacheBusyError, match=r"train refused: another run is writing to .*\(extract, pid \d+"):
+            with CacheStore(str(tmp_path / "cache")).run_lock("train"):
+                pass
+    with store.run_lock("extract again"):  # released after the first run
+        pass

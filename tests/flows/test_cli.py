@@ -118,3 +118,15 @@ def test_killed_run_resumes_with_no_duplicates(demo_dir, tmp_path):
     assert ssim.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1
     keys = videos.set_index("video_id").cache_key
     assert (faces.cache_key == faces.video_id.map(keys)).all()
+
+
+def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp_path):
+    from features.cache import CacheStore
+
+    cache = tmp_path / "cache"
+    with CacheStore(str(cache)).run_lock("extract"):
+        result = _dfp("extract", str(demo_dir), "--cache", str(cache), "--detector", "haar", env=_env(tmp_path),
+                      timeout=300)
+    assert result.returncode == 2
+    assert "dfp extract: error: extract refused: another run is writing to" in result.stderr
+    assert not (cache / "videos").exists()  # nothing was written
