@@ -54,10 +54,11 @@ class ExtractConfig(BaseModel):
     max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
     max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
 
-    @field_validator("datasets")
+    @field_validator("datasets", mode="before")
     @classmethod
-    def _datasets_are_strings(cls, value: list[str]) -> list[str]:
-        return [os.fspath(v) for v in value]
+    def _paths_as_strings(cls, value):
+        """Accept pathlib paths as well as strings."""
+        return [os.fspath(v) for v in value] if isinstance(value, (list, tuple)) else value
 
     def output_settings(self) -> dict:
         """The settings that determine what extraction writes."""

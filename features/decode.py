@@ -31,10 +31,6 @@ class VideoProbe:
     rotation: int  # degrees of display rotation in the metadata, already applied to frames
     codec: str
 
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps if self.fps > 0 else float("nan")
-
 
 def _fourcc(value: float) -> str:
     code = int(value)

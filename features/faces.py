@@ -47,7 +47,6 @@ class HaarDetector:
     """OpenCV's frontal-face Haar cascade, which ships inside the opencv-python wheel."""
 
     name = "haar"
-    color = "gray"
 
     def __init__(self, min_face_size: int = 20, min_neighbors: int = 5):
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
@@ -84,7 +83,6 @@ class MtcnnDetector:
     """ipazc MTCNN, batched over keyframes of one size; weights ship inside the mtcnn wheel."""
 
     name = "mtcnn"
-    color = "rgb"
 
     def __init__(self, min_face_size: int = 20, threshold: float = 0.9, device: str = "CPU:0",
                  normalize: bool = True):
