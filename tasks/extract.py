@@ -43,10 +43,30 @@ def file_state(entry: VideoEntry, config: ExtractConfig) -> FileState:
     fingerprint, problem = None, None
     if not entry.discovery_error:
         try:
-            fingerprint = fingerprint_file(entry.path)
+            fingerprint = _fingerprint(entry.path)
         except OSError as exc:
             problem = f"cannot read the file: {type(exc).__name__}: {exc}"
     return FileState(fingerprint, cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION), problem)
+
+
+def _fingerprint(path: str) -> str | None:
+    """Fingerprint a file, reusing this process's earlier result while its size and mtime are unchanged.
+
+    The CLI plans once to see whether there is anything to do and the flow plans again: the second pass
+    must not read every video again.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return fingerprint_file(path)  # not a local file (or not stat-able): no memo
+    return _fingerprint_of(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _fingerprint_of(path: str, size: int, mtime_ns: int) -> str | None:
+    return fingerprint_file(path)
 
 
 @task(name="refresh-metadata", cache_policy=NO_CACHE, persist_result=False)

@@ -49,3 +49,22 @@ def test_a_task_that_died_still_leaves_a_failed_row(tmp_path):
     videos = pd.read_parquet(tmp_path / "cache" / "videos")
     assert videos.status.tolist() == ["failed"] and videos.error_step.tolist() == ["task"]
     assert "clips/face" in videos.error[0] and "KilledWorker" in videos.error[0]
+
+
+def test_fingerprints_are_reused_until_the_file_changes(tmp_path, monkeypatch):
+    import os
+
+    import tasks.extract as extract_tasks
+
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"1" * 100)
+    calls = []
+    real = extract_tasks.fingerprint_file
+    monkeypatch.setattr(extract_tasks, "fingerprint_file", lambda p: calls.append(p) or real(p))
+    extract_tasks._fingerprint_of.cache_clear()
+    first = extract_tasks._fingerprint(str(clip))
+    assert extract_tasks._fingerprint(str(clip)) == first and len(calls) == 1
+    clip.write_bytes(b"2" * 100)
+    os.utime(clip, ns=(1, 10**18))  # a new mtime, as an edit gives
+    assert extract_tasks._fingerprint(str(clip)) != first and len(calls) == 2
+    assert extract_tasks._fingerprint(str(tmp_path / "missing.mp4")) is None
