@@ -14,7 +14,7 @@ from features.config import ExtractConfig
 from features.crops import crop_square, encode_jpeg
 from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
 from features.faces import Detections, detect_in_rois, detection_scale
-from features.ssim import ssim_pairs
+from features.ssim import ssim_pairs, ssim_series
 from features.tracking import FrameBox, IouTracker
 
 FRAME_TRACK_ID = -1  # track id of the whole-frame SSIM series
@@ -98,8 +98,8 @@ class _VideoExtractor:
         self.ssim_rows: list[dict] = []
         self.prev_face: dict[int, tuple[int, np.ndarray]] = {}
         self.face_pairs: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-        self.frame_pairs: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self.prev_small: np.ndarray | None = None
+        # Downscaled grey frames not yet compared; the first is the last frame of the previous batch.
+        self.frame_series: list[tuple[int, np.ndarray]] = []
         self.scale = 1.0
         self.small_size = (0, 0)
         self.samples: set[int] = set()
@@ -109,10 +109,7 @@ class _VideoExtractor:
         t = time.perf_counter()
         with _step(self.video, "ssim", index):
             grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            small = downscale_grey(grey, self.small_size)
-            if self.prev_small is not None:
-                self.frame_pairs.append((index, self.prev_small, small))
-            self.prev_small = small
+            self.frame_series.append((index, downscale_grey(grey, self.small_size)))
         self.timings["ssim_s"] += time.perf_counter() - t
         self.pending.append(_Pending(index, grey, frame if index in self.samples else None))
         if index % cfg.keyframe_interval == 0:
@@ -203,13 +200,12 @@ class _VideoExtractor:
     def _compute_ssim(self) -> None:
         t = time.perf_counter()
         backend, device = self.config.ssim_backend, self.ssim_device
-        if self.frame_pairs:
-            with _step(self.video, "ssim", self.frame_pairs[0][0]):
-                values = ssim_pairs(np.stack([a for _, a, _ in self.frame_pairs]),
-                                    np.stack([b for _, _, b in self.frame_pairs]), backend, device)
+        if len(self.frame_series) > 1:
+            with _step(self.video, "ssim", self.frame_series[1][0]):
+                values = ssim_series(np.stack([small for _, small in self.frame_series]), backend, device)
             self.ssim_rows += [{"track_id": FRAME_TRACK_ID, "frame_index": i, "ssim": float(v), "sharpness": sharpness(b)}
-                               for (i, _, b), v in zip(self.frame_pairs, values)]
-            self.frame_pairs = []
+                               for (i, b), v in zip(self.frame_series[1:], values)]
+            self.frame_series = self.frame_series[-1:]
         if self.face_pairs:
             with _step(self.video, "ssim", self.face_pairs[0][1]):
                 values = ssim_pairs(np.stack([a for _, _, a, _ in self.face_pairs]),

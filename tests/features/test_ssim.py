@@ -3,7 +3,7 @@ import pytest
 import skimage.data
 from skimage.metrics import structural_similarity
 
-from features.ssim import ssim_numpy, ssim_pairs, ssim_tf
+from features.ssim import ssim_numpy, ssim_pairs, ssim_series, ssim_tf
 
 
 def _pairs():
@@ -50,3 +50,18 @@ def test_rejects_mismatched_or_tiny_images():
         ssim_numpy(np.zeros((5, 5), np.uint8), np.zeros((5, 5), np.uint8))
     with pytest.raises(ValueError, match="unknown SSIM backend"):
         ssim_pairs(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), backend="cuda")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tf"])
+def test_series_equals_consecutive_pairs_and_skimage(backend):
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (40, 56), dtype=np.uint8)
+    frames = np.stack([np.clip(base.astype(int) + rng.normal(0, 8 * k, base.shape), 0, 255).astype(np.uint8)
+                       for k in range(6)])
+    series = ssim_series(frames, backend)
+    assert series.shape == (5,)
+    assert np.allclose(series, ssim_pairs(frames[:-1], frames[1:], backend), atol=1e-6)
+    expected = [structural_similarity(frames[i], frames[i + 1], data_range=255) for i in range(5)]
+    assert np.allclose(series, expected, atol=1e-3)
+    assert series[0] > series[-1]  # more noise between later frames, lower similarity
+    assert ssim_series(frames[:1], backend).shape == (0,)
