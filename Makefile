@@ -8,10 +8,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast bench-rerun bench-speed browser clean
 
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,s3]"
+# infra/install.sh is also what the worker images run (infra/Dockerfile): one install, no drift.
+$(STAMP): pyproject.toml constraints.txt infra/install.sh
+	PYTHON=$(PYTHON) infra/install.sh $(VENV) test,s3,infra --editable
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -120,6 +120,11 @@ class CacheBusyError(RuntimeError):
     """Another run holds the cache's write lock."""
 
 
+def _holder(what: str) -> str:
+    return (f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC")
+
+
 class CacheStore:
     """The cache behind one interface, on a local path or any fsspec URL (s3://, gs://, memory://)."""
 
@@ -195,14 +200,16 @@ class CacheStore:
         return rows[0] if rows else None
 
     @contextlib.contextmanager
-    def run_lock(self, what: str):
+    def run_lock(self, what: str, lease_s: float = 300.0, settle_s: float = 2.0):
         """Hold the cache's write lock for one run; a second run refuses at once with a clear message.
 
-        Local caches use an OS lock (released even when the holder is killed). Object stores have no such lock:
-        runs there are not guarded, which the README says.
+        Local caches use an OS lock (released even when the holder is killed). Object stores have no lock, so
+        there the lock is a lease object renewed by a heartbeat; a run killed without releasing it blocks others
+        for at most `lease_s` seconds.
         """
         if not self.local:
-            yield
+            with self._lease(what, lease_s, settle_s):
+                yield
             return
         os.makedirs(self.root, exist_ok=True)
         path = os.path.join(self.root, ".lock")
@@ -211,13 +218,10 @@ class CacheStore:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.seek(0)
-                holder = fh.read().strip() or "unknown"
-                raise CacheBusyError(f"{what} refused: another run is writing to {self.url} ({holder}); "
-                                     "wait for it to finish or use another cache") from None
+                raise self._busy(what, fh.read().strip()) from None
             fh.seek(0)
             fh.truncate()
-            fh.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC")
+            fh.write(_holder(what))
             fh.flush()
             try:
                 yield
@@ -225,6 +229,60 @@ class CacheStore:
                 fh.seek(0)
                 fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _busy(self, what: str, holder: str) -> CacheBusyError:
+        return CacheBusyError(f"{what} refused: another run is writing to {self.url} ({holder or 'unknown'}); "
+                              "wait for it to finish or use another cache")
+
+    def _read_lease(self, path: str) -> dict | None:
+        try:
+            with self.fs.open(path, "rb") as fh:
+                return json.loads(fh.read())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    @contextlib.contextmanager
+    def _lease(self, what: str, lease_s: float, settle_s: float):
+        """Write-then-confirm lease on an object store.
+
+        A run checks that no live lease exists, writes its own, waits `settle_s` and reads it back: of two runs
+        that start together, only the one whose lease was written last still reads its own token and goes on.
+        """
+        import threading
+
+        path = f"{self.root.rstrip('/')}/.lock.json"
+        lease = self._read_lease(path)
+        if lease and lease.get("expires", 0) > time.time():
+            raise self._busy(what, lease.get("holder", ""))
+        token = uuid.uuid4().hex
+
+        def write() -> None:
+            self._put(path, json.dumps({"token": token, "holder": _holder(what),
+                                        "expires": time.time() + lease_s}).encode())
+
+        write()
+        time.sleep(settle_s)
+        lease = self._read_lease(path)
+        if not lease or lease.get("token") != token:
+            raise self._busy(what, (lease or {}).get("holder", ""))
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(lease_s / 3):
+                current = self._read_lease(path)
+                if current and current.get("token") == token:
+                    write()
+
+        heartbeat = threading.Thread(target=renew, name="dfp-cache-lease", daemon=True)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.join(timeout=10)
+            current = self._read_lease(path)
+            if current and current.get("token") == token:
+                self.fs.rm_file(path)
 
     def write_run_record(self, kind: str, record: dict) -> str:
         """Keep a JSON record of each run under CACHE/runs/ for audit and incremental-run reports."""

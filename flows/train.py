@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from features import FEATURE_CODE_VERSION
 from features.cache import CacheStore
+from features.rundir import fetched, join, read_text, staged_dir
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
@@ -86,10 +87,13 @@ def _json_safe(value):
 @flow(name="train", validate_parameters=True)
 def train_flow(config: TrainConfig) -> dict:
     """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
+    with staged_dir(config.out) as run:
+        return _train(config, run)
+
+
+def _train(config: TrainConfig, run: Path) -> dict:
     logger = get_run_logger()
     store = CacheStore(config.cache)
-    run = Path(config.out)
-    run.mkdir(parents=True, exist_ok=True)
     with make_task_runner(config.workers, config.dask_address) as runner:
         computed = update_features(store, runner)
         table = video_table(store)
@@ -110,9 +114,9 @@ def train_flow(config: TrainConfig) -> dict:
                     "test": labelled[usable & (labelled.fold == f)]})
                 for f in sorted(set(fold[fold >= 0]))
             ]
-            model_path = str(run / MODEL_FILES[config.model])
             final_future = runner.submit(fit_final, parameters={**common, "table": labelled[usable],
-                                                                 "model_path": model_path})
+                                                                 "run_dir": config.out,
+                                                                 "model_file": MODEL_FILES[config.model]})
         predictions, devices, fit_workers = {}, set(), set()
         for future in fold_futures:
             result = future.result()
@@ -128,7 +132,7 @@ def train_flow(config: TrainConfig) -> dict:
     oof["p_fake"] = oof.video_id.map(predictions)
     oof = flag_unscorable(oof)
     evaluation = evaluate(oof)
-    plots = plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold")
+    plots = _published(plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold"), run, config.out)
     oof[["video_id", "label", "fold", "leakage_group", "dataset", "method", "status", "p_fake", "p_prior",
          "flagged"]].to_csv(run / "oof_predictions.csv", index=False)
 
@@ -153,7 +157,7 @@ def train_flow(config: TrainConfig) -> dict:
     metrics = {"model": config.model, "validation": "holdout" if config.holdout else f"{config.folds}-fold grouped",
                **_json_safe(evaluation), "plots": plots, "fit_workers": sorted(w for w in fit_workers if w)}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    summary = metrics_markdown(metrics, title=f"Training run {run}")
+    summary = metrics_markdown(metrics, title=f"Training run {config.out}")
     create_markdown_artifact(markdown=summary, key="train-metrics", description="Out-of-fold metrics")
     create_table_artifact(table=[{"": name, **{k: metrics[key][k] for k in ("log_loss", "roc_auc", "accuracy", "brier", "n")}}
                                  for name, key in (("model", "overall"), ("class prior", "prior"))],
@@ -173,6 +177,11 @@ def metrics_markdown(metrics: dict, title: str) -> str:
     return f"# {title}\n\n" + "\n".join(rows)
 
 
+def _published(paths: dict[str, str], staged: Path, url: str) -> dict[str, str]:
+    """Paths of files written in a staged directory, as they are named where the run is published."""
+    return {k: join(url, Path(v).relative_to(staged).as_posix()) for k, v in paths.items()}
+
+
 def _f(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.3f}"
 
@@ -181,10 +190,10 @@ def load_run(run_dir: str):
     """The model card and the model of a run directory, loaded without running code from the files."""
     from features import models
 
-    run = Path(run_dir)
-    card = json.loads((run / "model_card.json").read_text())
-    path = run / card["model_file"]
-    model = models.load_gbm(path) if card["model"] == "gbm" else models.load_cnn(path)
+    card = json.loads(read_text(join(run_dir, "model_card.json")))
+    name = card["model_file"]
+    with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
+        model = models.load_gbm(local / name) if card["model"] == "gbm" else models.load_cnn(local / name)
     return card, model
 
 
@@ -234,11 +243,15 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
         raise ValueError(f"no labelled videos in {config.cache}")
     scored = score_table(card, model, labelled, config.cache)
     scored["p_prior"] = card["training_data"]["fake_rate"]
-    evaluation = evaluate(scored)
     name = Path(config.cache.rstrip("/")).name or "cache"
-    out = Path(config.run) / "evaluations" / name
-    out.mkdir(parents=True, exist_ok=True)
-    plots = plot_evaluation(scored, out, title=f"{card['model']} on {name}")
+    with staged_dir(join(config.run, "evaluations", name)) as out:
+        return _write_evaluation(card, scored, out, name, config)
+
+
+def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig) -> dict:
+    evaluation = evaluate(scored)
+    plots = _published(plot_evaluation(scored, out, title=f"{card['model']} on {name}"), out,
+                       join(config.run, "evaluations", name))
     scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "explanation"]].to_csv(
         out / "predictions.csv", index=False)
     metrics = {"model": card["model"], "cache": config.cache, **_json_safe(evaluation), "plots": plots}
@@ -253,9 +266,7 @@ def score_flow(config: ScoreConfig) -> dict:
     from flows.extract import extract_flow
 
     card, model = load_run(config.model)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = config.cache or str(out / "cache")
+    cache = config.cache or join(config.out, "cache")
     settings = next(iter(card["extract_configs"].values()))
     extract_config = ExtractConfig(**settings, datasets=config.videos, cache=cache, workers=config.workers,
                                    dask_address=config.dask_address)
@@ -271,11 +282,12 @@ def score_flow(config: ScoreConfig) -> dict:
     names = scored.path.map(lambda p: Path(p).name)
     scored["filename"] = names.where(~names.duplicated(keep=False), scored.relpath)
     scored["label"] = scored.p_fake
-    scored[["filename", "label"]].to_csv(out / "predictions.csv", index=False)
-    detail = scored[["filename", "video_id", "p_fake", "status", "flagged", "n_tracks", "explanation"]]
-    detail.to_csv(out / "predictions_detail.csv", index=False)
+    with staged_dir(config.out) as out:
+        scored[["filename", "label"]].to_csv(out / "predictions.csv", index=False)
+        detail = scored[["filename", "video_id", "p_fake", "status", "flagged", "n_tracks", "explanation"]]
+        detail.to_csv(out / "predictions_detail.csv", index=False)
     summary = {"videos": len(scored), "flagged": int(scored.flagged.sum()),
-               "predictions": str(out / "predictions.csv"), "detail": str(out / "predictions_detail.csv")}
+               "predictions": join(config.out, "predictions.csv"), "detail": join(config.out, "predictions_detail.csv")}
     create_markdown_artifact(markdown=f"# Scored {len(scored)} videos\n\n{int(scored.flagged.sum())} flagged "
                                       f"(no face or failed decode, scored 0.5)", key="score-summary")
     return summary

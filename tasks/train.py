@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from features import models
 from features.cache import CacheStore
+from features.rundir import join, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "config_hash", "label", "leakage_group", "dataset", "method",
@@ -126,15 +127,17 @@ def fit_fold(kind: str, train: pd.DataFrame, test: pd.DataFrame, cache: str, see
 
 @task(name="fit-final", cache_policy=NO_CACHE, persist_result=False)
 def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: str, cnn_epochs: int,
-              model_path: str) -> dict:
+              run_dir: str, model_file: str) -> dict:
     """Fit on every labelled video and save the model in a format that loads without running code."""
     model, device = fit_model(kind, table, cache, seed, cnn_size, cnn_epochs)
     get_run_logger().info("final %s model fitted on %s (%d videos)", kind, device, len(table))
     importances = {}
-    if kind == "gbm":
-        models.save_gbm(model, model_path)
-        y = (table.label == "FAKE").to_numpy(int)
-        importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
-    else:
-        models.save_cnn(model, model_path)
-    return {"device": device, "model_path": model_path, "importances": importances, "worker": worker_address()}
+    with staged_dir(run_dir) as out:  # local path, or uploaded to the run's URL from this worker
+        if kind == "gbm":
+            models.save_gbm(model, out / model_file)
+            y = (table.label == "FAKE").to_numpy(int)
+            importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
+        else:
+            models.save_cnn(model, out / model_file)
+    return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,
+            "worker": worker_address()}

@@ -1,4 +1,5 @@
 import os
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -129,3 +130,61 @@ def test_a_second_run_on_the_same_cache_refuses_clearly(tmp_path):
                 pass
     with store.run_lock("extract again"):  # released after the first run
         pass
+
+
+def test_object_store_runs_hold_a_lease_a_second_run_refuses(s3_bucket):
+    import json
+
+    from features.cache import CacheBusyError
+
+    url = f"{s3_bucket}/cache"
+    store = CacheStore(url)
+    with store.run_lock("extract", settle_s=0.05):
+        lease = json.loads(store.fs.cat_file(f"{store.root}/.lock.json"))
+        assert lease["holder"].startswith("extract, pid ") and lease["expires"] > time.time() + 200
+        with pytest.raises(CacheBusyError, match=r"train refused: another run is writing to s3://.*\(extract, pid \d+"):
+            with CacheStore(url).run_lock("train", settle_s=0.05):
+                pass
+    assert not store.fs.exists(f"{store.root}/.lock.json")  # released
+    with CacheStore(url).run_lock("train", settle_s=0.05):
+        pass
+
+
+def test_an_expired_object_store_lease_is_taken_over_and_a_live_one_is_renewed():
+    import json
+
+    store = CacheStore("memory://dfp-lease-test")
+    path = f"{store.root}/.lock.json"
+    store.fs.pipe_file(path, json.dumps({"token": "dead", "holder": "killed run", "expires": time.time() - 1}).encode())
+    with store.run_lock("extract", lease_s=0.3, settle_s=0.01):
+        first = json.loads(store.fs.cat_file(path))
+        assert first["token"] != "dead"
+        time.sleep(0.35)  # the heartbeat renews every lease_s / 3
+        renewed = json.loads(store.fs.cat_file(path))
+        assert renewed["token"] == first["token"] and renewed["expires"] > first["expires"]
+
+
+def test_of_two_runs_starting_together_on_an_object_store_exactly_one_proceeds():
+    import threading
+
+    from features.cache import CacheBusyError
+
+    url = "memory://dfp-lease-race"
+    outcomes: list[str] = []
+    inside = threading.Barrier(2)
+
+    def run(name: str) -> None:
+        inside.wait()
+        try:
+            with CacheStore(url).run_lock(name, settle_s=0.3):
+                outcomes.append("ran")
+                time.sleep(0.3)
+        except CacheBusyError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ran", "refused"]

@@ -172,12 +172,25 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     assert (first["extracted"], again["extracted"], again["skipped"]) == (8, 0, 8)
     videos = pd.read_parquet(f"{cache}/videos")
     assert len(videos) == 8 and (videos.status != "failed").all()
-    metrics = train_flow(TrainConfig(cache=cache, out=str(tmp_path / "run"), folds=2, workers=2))
+    run = f"{s3_bucket}/runs/first"
+    metrics = train_flow(TrainConfig(cache=cache, out=run, folds=2, workers=2))
     assert metrics["overall"]["n"] == 8
+    assert metrics["plots"]["roc"] == f"{run}/plots/roc.png"
     assert len(pd.read_parquet(f"{cache}/features")) == 8
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    published = {p.split("/runs/first/", 1)[1] for p in fs.find(run)}
+    assert {"model.skops", "model_card.json", "metrics.json", "oof_predictions.csv", "plots/roc.png"} <= published
+    assert len(pd.read_csv(f"{run}/oof_predictions.csv")) == 8
+    assert not (tmp_path / "runs").exists()  # nothing was written locally instead
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     shutil.copyfile(sorted(demo_dir.glob("*.mp4"))[0], inbox / "clip.mp4")
-    summary = score_flow(ScoreConfig(videos=[str(inbox)], model=str(tmp_path / "run"), out=str(tmp_path / "out"),
-                                     cache=f"{s3_bucket}/score-cache", workers=2))
+    out = f"{s3_bucket}/scores"
+    summary = score_flow(ScoreConfig(videos=[str(inbox)], model=run, out=out, cache=f"{s3_bucket}/score-cache",
+                                     workers=2))
     assert summary["videos"] == 1 and len(pd.read_parquet(f"{s3_bucket}/score-cache/videos")) == 1
+    assert summary["predictions"] == f"{out}/predictions.csv"
+    predictions = pd.read_csv(summary["predictions"])
+    assert predictions.filename.tolist() == ["clip.mp4"] and 0.0 <= predictions.label[0] <= 1.0
