@@ -29,8 +29,11 @@ class VideoJob:
     entry: VideoEntry
     fingerprint: str | None
     cache_key: str
-    reason: str  # new | changed | forced | retry
+    reason: str  # new | changed | forced | retry | lost
     read_error: str | None = None
+
+
+LOST_TASK_STEP = "task"  # error_step of a videos row written for a task that did not finish
 
 
 @dataclass
@@ -70,6 +73,8 @@ def plan_extraction(
             reason = "new"
         elif row["cache_key"] != key:
             reason = "changed"
+        elif row["status"] == "failed" and row.get("error_step") == LOST_TASK_STEP:
+            reason = "lost"  # the task died (worker killed, storage down), not the video: always redone
         elif row["status"] == "failed" and retry_failed:
             reason = "retry"
         else:

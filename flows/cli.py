@@ -149,6 +149,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.runtime import prefect_server
+    from flows.serve import load_deployments, serve
+
+    load_deployments(args.file, args.only)  # unset variables and unknown names fail before any server starts
+    with prefect_server() as url:
+        print(f"serving {', '.join(d['name'] for d in load_deployments(args.file, args.only))} from {args.file} "
+              f"on {url} (Ctrl-C stops)", flush=True)
+        serve(args.file, args.only, args.limit)
+    return 0
+
+
 def _print_metrics(metrics: dict) -> None:
     for name, label in (("overall", "model"), ("prior", "class prior")):
         m = metrics[name]
@@ -250,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run", default=None, help="Training run directory to include.")
     report.add_argument("--sample", type=int, default=24, help="Videos shown in the sample table (default: 24).")
     report.set_defaults(func=cmd_report)
+
+    serve = sub.add_parser("serve", help="Serve the deployments of prefect.yaml: schedules and triggered runs.",
+                           description="Register the deployments declared in prefect.yaml (extract on a nightly "
+                                       "schedule, train, score) with the Prefect server in PREFECT_API_URL (or a "
+                                       "local one), and run their flow runs in this process until interrupted. "
+                                       "Trigger one with `prefect deployment run extract/extract` or from the UI.")
+    serve.add_argument("--file", default="prefect.yaml", help="Deployment file (default: ./prefect.yaml).")
+    serve.add_argument("--only", nargs="+", default=None, metavar="NAME", help="Serve only these deployments.")
+    serve.add_argument("--limit", type=int, default=None, help="Most flow runs at once (default: no limit).")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

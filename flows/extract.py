@@ -13,7 +13,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from features.cache import CacheStore
 from features.config import ExtractConfig
 from features.plan import VideoJob
-from flows.runtime import make_task_runner
+from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.extract import discover_videos, extract_video_task, plan_videos, record_lost_task, refresh_metadata
 
 STATUSES = ("ok", "no_face", "failed")
@@ -69,7 +69,7 @@ def worker_per_core_settings(config: ExtractConfig) -> ExtractConfig:
     2 workers gave 1.84x one worker this way, 1.50x with decode-ahead). Settings the user chose are kept.
     """
     cores = os.cpu_count() or 1
-    if config.dask_address or (config.workers or cores) < cores:
+    if cluster_address(config.dask_address) or (config.workers or cores) < cores:
         return config
     update = {k: v for k, v in (("prefetch_frames", 0), ("decode_threads", 1)) if k not in config.model_fields_set}
     return config.model_copy(update=update)
@@ -87,6 +87,8 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
                                            description=f"Extracting {len(jobs)} videos")
     manifests: list[dict] = []
     with make_task_runner(config.workers, config.dask_address) as runner:
+        if cluster_address(config.dask_address):
+            check_shared_storage(runner.client, [config.cache], read=config.datasets)
         futures = {}
         for job in jobs:
             future = runner.submit(extract_video_task, parameters={"job": job, "config": config})
@@ -113,15 +115,18 @@ def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: 
     counts = {s: sum(m["status"] == s for m in manifests) for s in STATUSES}
     seconds = [m["seconds"] for m in manifests if m.get("seconds") is not None]
     per_video = sum(seconds) / len(seconds) if seconds else 0.0
+    redone = sum(plan_counts.get(k, 0) for k in ("changed", "forced", "retry", "lost"))
     line = (f"{counts['ok']} ok, {counts['no_face']} no face, {counts['failed']} failed, "
-            f"{plan_counts.get('skipped', 0)} cached; {per_video:.2f} s per video "
-            f"({len(manifests)} extracted in {elapsed:.1f} s wall)")
+            f"{plan_counts.get('skipped', 0)} cached; {plan_counts.get('new', 0)} added, {redone} redone; "
+            f"{per_video:.2f} s per video ({len(manifests)} extracted in {elapsed:.1f} s wall)")
     return {
         "line": line,
         "videos": n_videos,
         "extracted": len(manifests),
         **counts,
         "skipped": plan_counts.get("skipped", 0),
+        "added": plan_counts.get("new", 0),
+        "redone": redone,
         "refreshed": plan_counts.get("refresh", 0),
         "reasons": {k: v for k, v in plan_counts.items() if k not in ("todo", "skipped", "refresh")},
         "seconds_per_video": round(per_video, 3),
@@ -139,6 +144,8 @@ def summary_markdown(summary: dict, manifests: list[dict]) -> str:
         f"Cache: `{summary['cache']}`, config hash `{summary['config_hash']}`", "",
         "| status | videos |", "|---|---|",
         *(f"| {s} | {summary[s]} |" for s in STATUSES), f"| cached (skipped) | {summary['skipped']} |",
+        "", "| this run | videos |", "|---|---|", f"| added (new) | {summary['added']} |",
+        f"| redone (changed, forced, retried, lost) | {summary['redone']} |",
     ]
     if summary["failed_videos"]:
         lines += ["", "## Failed", "", "| video | error |", "|---|---|"]

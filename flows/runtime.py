@@ -134,10 +134,16 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def cluster_address(dask_address: str | None) -> str | None:
+    """The Dask scheduler to use: the one given, else DFP_DASK_ADDRESS (set on served deployments), else None."""
+    return dask_address or os.environ.get("DFP_DASK_ADDRESS") or None
+
+
 def make_task_runner(workers: int | None, dask_address: str | None):
     """A DaskTaskRunner: the given cluster, or a LocalCluster of single-threaded process workers."""
     from prefect_dask import DaskTaskRunner
 
+    dask_address = cluster_address(dask_address)
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     n_workers = workers or os.cpu_count() or 1
@@ -154,3 +160,42 @@ def make_task_runner(workers: int | None, dask_address: str | None):
             "env": env,
         },
     )
+
+
+def _visible(paths: list[str]) -> list[str]:
+    return [p for p in paths if not os.path.exists(p)]
+
+
+def check_shared_storage(client, written: list[str], read: list[str] = ()) -> None:
+    """Refuse to start when a worker of an existing cluster cannot see a local path the run uses.
+
+    Workers write the cache (and models) themselves: with a local path, a worker on another machine would
+    write to its own disk, and its results would never reach the cache the driver reads. Object-store URLs
+    need no check. `written` paths get a marker file the workers must see; `read` paths must merely exist.
+    """
+    import uuid
+
+    from features.rundir import is_local
+
+    markers = []
+    try:
+        for path in written:
+            if is_local(path):
+                Path(path).mkdir(parents=True, exist_ok=True)
+                marker = Path(path) / f".dfp-visible-{uuid.uuid4().hex}"
+                marker.touch()
+                markers.append(str(marker))
+        wanted = markers + [p for p in read if is_local(p)]
+        if not wanted:
+            return
+        missing = {addr: lost for addr, lost in client.run(_visible, wanted).items() if lost}
+    finally:
+        for marker in markers:
+            with contextlib.suppress(OSError):
+                os.remove(marker)
+    if missing:
+        lines = [f"  {addr}: {', '.join(str(Path(p).parent) if '.dfp-visible-' in p else p for p in lost)}"
+                 for addr, lost in sorted(missing.items())]
+        raise RuntimeError("these Dask workers cannot see local paths this run uses:\n" + "\n".join(lines)
+                           + "\nUse an object-store cache and run directory (s3://...) or a filesystem mounted at "
+                             "the same path on every machine.")

@@ -20,7 +20,7 @@ from features.rundir import fetched, join, read_text, staged_dir
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
-from flows.runtime import make_task_runner
+from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
 
 MODEL_FILES = {"gbm": "model.skops", "cnn": "model.keras"}
@@ -95,6 +95,8 @@ def _train(config: TrainConfig, run: Path) -> dict:
     logger = get_run_logger()
     store = CacheStore(config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
+        if cluster_address(config.dask_address):
+            check_shared_storage(runner.client, [config.cache, config.out])
         computed = update_features(store, runner)
         table = video_table(store)
         labelled = table[table.label.notna()].reset_index(drop=True)

@@ -19,7 +19,7 @@ from features.datasets import VideoEntry, discover
 from features.decode import StepError
 from features.extract import VideoResult, extract_video
 from features.faces import make_detector
-from features.plan import METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
+from features.plan import LOST_TASK_STEP, METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
 
 
 @task(name="discover-videos", cache_policy=NO_CACHE, persist_result=False)
@@ -34,7 +34,7 @@ def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionP
     with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
         states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries)))
     store = CacheStore(config.cache)
-    cached = store.read("videos", columns=["video_id", "cache_key", "status", *METADATA_COLUMNS])
+    cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", *METADATA_COLUMNS])
     return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed)
 
 
@@ -179,7 +179,7 @@ def manifest(row: dict, seconds: float | None) -> dict:
 def record_lost_task(job: VideoJob, config: ExtractConfig, exc: BaseException) -> dict:
     """A task that died (a worker killed by the decoder, storage down after retries): write a failed row."""
     message = f"extract failed for {job.entry.video_id}: task did not finish: {type(exc).__name__}: {exc}"
-    row = video_row(job, config, VideoResult.failed(message, step="task"))
+    row = video_row(job, config, VideoResult.failed(message, step=LOST_TASK_STEP))
     try:
         CacheStore(config.cache).write_video(row, [], [])
     except Exception as write_exc:  # noqa: BLE001 - the cache itself is unreachable: report, do not crash

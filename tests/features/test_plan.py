@@ -10,7 +10,8 @@ def entry(vid, label="REAL", group=None):
 
 
 def cached(*rows):
-    return pd.DataFrame([{"video_id": v, "cache_key": k, "status": s, "dataset": "ds", "dataset_format": "dfdc",
+    return pd.DataFrame([{"video_id": v, "cache_key": k, "status": s.split(":")[0],
+                          "error_step": s.split(":")[1] if ":" in s else None, "dataset": "ds", "dataset_format": "dfdc",
                           "path": f"/d/{v}", "relpath": v, "label": "REAL", "split": None, "original": None,
                           "method": None, "compression": None, "leakage_group": v} for v, k, s in rows])
 
@@ -43,3 +44,11 @@ def test_label_or_group_change_refreshes_metadata_without_extracting():
     assert plan.todo == []
     assert sorted(e.video_id for e in plan.refresh) == ["a", "b"]
     assert plan.counts() == {"todo": 0, "skipped": 2, "refresh": 2}
+
+
+def test_a_task_that_died_is_redone_without_asking_a_failed_video_is_not():
+    entries = [entry("lost"), entry("bad")]
+    keys = states(lost="kl", bad="kb")
+    plan = plan_extraction(entries, keys, cached(("lost", "kl", "failed:task"), ("bad", "kb", "failed:decode")))
+    assert {j.entry.video_id: j.reason for j in plan.todo} == {"lost": "lost"}
+    assert plan.skipped == ["bad"]
