@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 # Bump when a feature's definition changes: the features table is recomputed.
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 
 _SERIES = {
     "mean": "mean SSIM between consecutive frames",
@@ -36,6 +36,9 @@ FEATURES: dict[str, str] = {
     "seam_noise": "log ratio of high-pass noise inside the face box to the ring around it",
     "seam_color": "chroma (Lab a, b) distance between the inner face and the ring around it",
     "seam_color_flicker": "standard deviation over sampled frames of that chroma distance",
+    "spec_slope": "slope of log power against log frequency of the inner face's spectrum (96 px, windowed)",
+    "spec_hf": "log power of the highest spatial frequencies of the inner face minus the lowest ones",
+    "spec_hf_flicker": "standard deviation over sampled frames of that high-frequency level",
     "box_jitter": "mean absolute second difference of the face-box centre, relative to box size",
     "box_scale_jitter": "standard deviation of the frame-to-frame change of log box size",
     "det_confidence_mean": "mean MTCNN confidence on keyframes where the main face was detected",
@@ -112,6 +115,54 @@ def seam_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
     }
 
 
+SPECTRUM_SIZE = 96
+_SPECTRUM_BINS = 12
+
+
+def _radial_bins(n: int) -> np.ndarray:
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.fftfreq(n)[None, :]
+    radius = np.hypot(fx, fy)  # cycles per pixel, 0 .. 0.707
+    return np.minimum((radius / 0.5 * _SPECTRUM_BINS).astype(int), _SPECTRUM_BINS)  # bin 12: corners, unused
+
+
+def radial_spectrum(face_grey: np.ndarray) -> np.ndarray:
+    """Azimuthally averaged log power spectrum of a square grey face image, resampled to SPECTRUM_SIZE."""
+    image = cv2.resize(face_grey, (SPECTRUM_SIZE, SPECTRUM_SIZE), interpolation=cv2.INTER_AREA).astype(np.float64)
+    window = np.outer(np.hanning(SPECTRUM_SIZE), np.hanning(SPECTRUM_SIZE))
+    power = np.abs(np.fft.fft2((image - image.mean()) * window)) ** 2
+    bins = _radial_bins(SPECTRUM_SIZE)
+    sums = np.bincount(bins.ravel(), power.ravel(), _SPECTRUM_BINS + 1)[:_SPECTRUM_BINS]
+    counts = np.bincount(bins.ravel(), minlength=_SPECTRUM_BINS + 1)[:_SPECTRUM_BINS]
+    return np.log(np.maximum(sums / np.maximum(counts, 1), 1e-12))
+
+
+def spectrum_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
+    """Frequency cues of the inner face (upsampling and blending smooth or distort its high frequencies).
+
+    Every crop is cut to the face box and resampled to one size first, so the statistics do not encode the
+    source resolution directly.
+    """
+    if not crops:
+        return {"spec_slope": math.nan, "spec_hf": math.nan, "spec_hf_flicker": math.nan}
+    slopes, highs = [], []
+    freqs = np.log((np.arange(_SPECTRUM_BINS) + 0.5) / _SPECTRUM_BINS * 0.5)
+    for crop in crops:
+        n = crop.shape[0]
+        half = int(n / (1 + max(margin, 0.0)) / 2 * 0.9)
+        centre = n // 2
+        face = cv2.cvtColor(crop[centre - half:centre + half, centre - half:centre + half], cv2.COLOR_BGR2GRAY)
+        if face.shape[0] < 16:
+            continue
+        spectrum = radial_spectrum(face)
+        slopes.append(float(np.polyfit(freqs[2:], spectrum[2:], 1)[0]))
+        highs.append(float(spectrum[-3:].mean() - spectrum[1:4].mean()))
+    if not slopes:
+        return {"spec_slope": math.nan, "spec_hf": math.nan, "spec_hf_flicker": math.nan}
+    return {"spec_slope": float(np.median(slopes)), "spec_hf": float(np.median(highs)),
+            "spec_hf_flicker": float(np.std(highs))}
+
+
 def box_stats(boxes: pd.DataFrame) -> dict[str, float]:
     """Jitter of the main face box over consecutive frames."""
     if len(boxes) < 4:
@@ -159,7 +210,9 @@ def video_features(video: dict, faces: pd.DataFrame, ssim: pd.DataFrame, crop_ma
     raw = np.exp(face_sharp) if len(face_sharp) else np.array([])
     out["face_sharpness_cv"] = float(raw.std() / raw.mean()) if len(raw) and raw.mean() > 0 else math.nan
     main = faces[faces.is_main] if len(faces) else faces
-    out.update(seam_stats(decode_crops(main.crop_jpeg) if len(main) else [], crop_margin))
+    crops = decode_crops(main.crop_jpeg) if len(main) else []
+    out.update(seam_stats(crops, crop_margin))
+    out.update(spectrum_stats(crops, crop_margin))
     out.update(box_stats(main) if len(main) else {"box_jitter": math.nan, "box_scale_jitter": math.nan})
     conf = main[main.detected].confidence.dropna() if len(main) else pd.Series(dtype=float)
     out["det_confidence_mean"] = float(conf.mean()) if len(conf) else math.nan

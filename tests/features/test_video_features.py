@@ -3,6 +3,7 @@ import math
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.crops import encode_jpeg
 from features.video_features import FEATURE_NAMES, FEATURES, box_stats, seam_stats, series_stats, video_features
@@ -77,3 +78,19 @@ def test_no_face_video_keeps_frame_features_and_marks_face_features_missing():
     assert out["has_face"] == 0.0 and out["detection_rate"] == 0.0
     assert math.isfinite(out["frame_ssim_mean"]) and math.isnan(out["face_ssim_mean"])
     assert math.isnan(out["seam_sharpness"]) and math.isnan(out["det_confidence_mean"])
+
+
+def test_spectrum_sees_blur_of_the_inner_face_whatever_the_crop_size():
+    from features.video_features import spectrum_stats
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (224, 224, 3)).astype(np.uint8), (0, 0), 1.0)
+    blurred = cv2.GaussianBlur(texture, (0, 0), 3.0)
+    sharp = spectrum_stats([texture] * 3, margin=0.3)
+    soft = spectrum_stats([blurred] * 3, margin=0.3)
+    assert soft["spec_hf"] < sharp["spec_hf"] - 1.0
+    assert soft["spec_slope"] < sharp["spec_slope"]
+    assert sharp["spec_hf_flicker"] == pytest.approx(0.0, abs=1e-9)  # identical frames: no flicker
+    small = spectrum_stats([cv2.resize(texture, (160, 160), interpolation=cv2.INTER_AREA)] * 3, margin=0.3)
+    assert abs(small["spec_hf"] - sharp["spec_hf"]) < abs(soft["spec_hf"] - sharp["spec_hf"])
+    assert all(np.isnan(v) for v in spectrum_stats([], margin=0.3).values())

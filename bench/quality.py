@@ -1,0 +1,321 @@
+"""Detection quality on real clips: grouped cross-validation with repeats, bootstrap intervals and breakdowns.
+
+    python bench/quality.py                                   # ffpp-dev + ffpp-mini + dfdc-mini from ../shared/data
+    python bench/quality.py DATASET... --seeds 0 1 2 3 4      # the longer run: more split seeds
+    python bench/quality.py demo-output/dfdc-demo --folds 2   # any labelled dataset
+
+Steps: extract every dataset into one cache (`dfp extract`: cached, a rerun only decodes what changed), compute
+the per-video features, then for each model and each split seed:
+  - grouped K-fold CV over all clips (a leakage group never straddles folds): AUC with a group-bootstrap 95%
+    interval, log loss beside the class-prior log loss (prior from the training folds), accuracy, balanced
+    accuracy, and breakdowns per dataset, manipulation method, compression and frame height;
+  - cross-compression: train on the c23 clips of the training groups, test on the c40 clips of the held-out groups;
+  - cross-dataset: train on every FF++ clip, test on every DFDC clip; and FF++ plus the DFDC training groups,
+    tested on the held-out DFDC groups.
+No peeking: the models' hyperparameters are fixed in advance (features.models); nothing is tuned on the folds
+reported. Unscorable clips (failed decode, no face) are scored 0.5 and counted.
+Prints markdown tables and writes JSON (default bench/results/quality.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from bench.common import table, write_json  # noqa: E402
+from features.evaluation import grouped_folds, metrics  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_DATASETS = [SHARED / "ffpp-dev", SHARED / "ffpp-mini", SHARED / "dfdc-mini" / "train_sample_videos"]
+TARGETS = {"ffpp_c23_auc": 0.90, "log_loss_below_prior": 0.15, "cross_compression_auc": 0.75, "dfdc_auc": 0.75}
+
+
+# ----------------------------------------------------------------------------------------------- models
+def fit_gbm(train: pd.DataFrame, seed: int):
+    from features.models import fit_gbm as fit
+    from features.video_features import FEATURE_NAMES
+
+    model = fit(train[FEATURE_NAMES], _y(train), train.leakage_group.to_numpy(), seed=seed)
+    return lambda test: model.predict_proba(test[FEATURE_NAMES])[:, 1]
+
+
+def fit_logreg(train: pd.DataFrame, seed: int):
+    """Standardised L2 logistic regression, C fixed in advance (0.1): a linear baseline beside the boosting."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from features.video_features import FEATURE_NAMES
+
+    columns = [c for c in FEATURE_NAMES if train[c].notna().any()]
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                          LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
+    model.fit(train[columns].to_numpy(np.float64), _y(train))
+    return lambda test: model.predict_proba(test[columns].to_numpy(np.float64))[:, 1]
+
+
+MODELS = {"gbm": fit_gbm, "logreg": fit_logreg}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _y(frame: pd.DataFrame) -> np.ndarray:
+    return (frame.label == "FAKE").to_numpy(int)
+
+
+def extract(datasets: list[str], cache: str, detector: str) -> float:
+    """`dfp extract` every dataset into the cache; returns the wall time (a rerun only decodes what changed)."""
+    started = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "dfp"), "extract", *datasets, "--cache", cache,
+                    "--detector", detector], check=True)
+    return time.perf_counter() - started
+
+
+def feature_table(cache: str) -> pd.DataFrame:
+    """Labelled videos with their features, computed here for any that lack current ones."""
+    from features.cache import CacheStore
+    from tasks.train import compute_features, stale_feature_videos, video_table
+
+    store = CacheStore(cache)
+    stale = stale_feature_videos(store)
+    if stale:
+        compute_features.fn(cache, stale)
+    table_ = video_table(store)
+    labelled = table_[table_.label.notna()].reset_index(drop=True)
+    heights = store.read("videos", columns=["video_id", "height"])
+    labelled = labelled.merge(heights, on="video_id", how="left")
+    labelled["is_ffpp"] = labelled.path.str.contains("original_sequences|manipulated_sequences", regex=True)
+    labelled["family"] = np.where(labelled.is_ffpp, "ffpp", "dfdc")
+    labelled["resolution"] = pd.cut(labelled.height.fillna(0), [-1, 500, 800, 1e9],
+                                    labels=["<=480p", "720p", ">=1080p"]).astype(str)
+    return labelled
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def cross_validated(frame: pd.DataFrame, fit, seed: int, folds: int, train_mask=None, test_mask=None) -> pd.DataFrame:
+    """Out-of-fold P(FAKE) and class-prior predictions for the rows in test_mask, folds by leakage group."""
+    train_mask = np.ones(len(frame), bool) if train_mask is None else np.asarray(train_mask)
+    test_mask = np.ones(len(frame), bool) if test_mask is None else np.asarray(test_mask)
+    fold = grouped_folds(_y(frame), frame.leakage_group.to_numpy(), folds, seed=seed)
+    out = frame.assign(fold=fold, p_fake=np.nan, p_prior=np.nan)
+    usable = (frame.status == "ok").to_numpy()
+    for f in np.unique(fold):
+        train = train_mask & (fold != f)
+        test = test_mask & (fold == f)
+        if not test.any() or len(np.unique(_y(frame[train]))) < 2:
+            continue
+        predict = fit(frame[train & usable], seed)
+        p = np.full(test.sum(), 0.5)
+        ok = usable[test]
+        if ok.any():
+            p[ok] = predict(frame[test][ok])
+        out.loc[test, "p_fake"] = p
+        out.loc[test, "p_prior"] = _y(frame[train]).mean()
+    return out[out.p_fake.notna()]
+
+
+def fixed_split(frame: pd.DataFrame, fit, seed: int, train_mask, test_mask) -> pd.DataFrame:
+    """Train on one set of clips, test on another (disjoint datasets, so no leakage group is shared)."""
+    train, test = frame[np.asarray(train_mask)], frame[np.asarray(test_mask)]
+    if test.empty or len(np.unique(_y(train))) < 2:
+        return test.assign(p_fake=np.nan, p_prior=np.nan).iloc[0:0]
+    predict = fit(train[train.status == "ok"], seed)
+    p = np.full(len(test), 0.5)
+    ok = (test.status == "ok").to_numpy()
+    if ok.any():
+        p[ok] = predict(test[ok])
+    return test.assign(p_fake=p, p_prior=_y(train).mean())
+
+
+def group_bootstrap_auc(scored: pd.DataFrame, n: int, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the AUC, resampling leakage groups (not clips) with replacement."""
+    from sklearn.metrics import roc_auc_score
+
+    if n <= 0 or scored.label.nunique() < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    by_group = {g: part for g, part in scored.groupby("leakage_group")}
+    names = list(by_group)
+    values = []
+    for _ in range(n):
+        sample = pd.concat([by_group[g] for g in rng.choice(names, len(names), replace=True)])
+        y = _y(sample)
+        if 0 < y.sum() < len(y):
+            values.append(roc_auc_score(y, sample.p_fake))
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else (math.nan, math.nan)
+
+
+def summarise(scored: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> dict:
+    if scored.empty:
+        return {"n": 0}
+    y = _y(scored)
+    out = {**metrics(y, scored.p_fake), "prior_log_loss": metrics(y, scored.p_prior)["log_loss"],
+           "groups": int(scored.leakage_group.nunique())}
+    if bootstrap:
+        out["auc_ci95"] = group_bootstrap_auc(scored, bootstrap, seed)
+    return out
+
+
+def breakdowns(scored: pd.DataFrame) -> dict:
+    """AUC and log loss per dataset, compression and resolution; per method, that method's fakes vs the reals."""
+    result: dict[str, dict] = {}
+    for column in ("family", "dataset", "compression", "resolution"):
+        values = scored[column].fillna("none").astype(str)
+        result[column] = {v: summarise(part) for v, part in scored.groupby(values)}
+    reals = scored[scored.label == "REAL"]
+    result["method"] = {}
+    for method, fakes in scored[scored.label == "FAKE"].groupby(scored.method.fillna("unknown")):
+        same_family = reals[reals.family.isin(fakes.family.unique())]
+        result["method"][method] = summarise(pd.concat([same_family, fakes]))
+    return result
+
+
+def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int) -> dict:
+    fit = MODELS[name]
+    ffpp = frame.is_ffpp.to_numpy()
+    dfdc = ~ffpp
+    result = {"model": name, "seed": seed}
+    all_clips = cross_validated(frame, fit, seed, folds)
+    result["all"] = summarise(all_clips, bootstrap, seed)
+    result["ffpp_c23"] = summarise(all_clips[all_clips.is_ffpp & (all_clips.compression == "c23")], bootstrap, seed)
+    result["ffpp_c40"] = summarise(all_clips[all_clips.is_ffpp & (all_clips.compression == "c40")], bootstrap, seed)
+    result["breakdowns"] = breakdowns(all_clips)
+    c23 = (frame.compression == "c23").to_numpy() & ffpp
+    c40 = (frame.compression == "c40").to_numpy() & ffpp
+    result["cross_compression"] = (summarise(cross_validated(frame, fit, seed, folds, train_mask=c23, test_mask=c40),
+                                             bootstrap, seed) if c23.any() and c40.any() else {"n": 0})
+    result["ffpp_to_dfdc"] = summarise(fixed_split(frame, fit, seed, ffpp, dfdc), bootstrap, seed)
+    if dfdc.any() and frame[dfdc].leakage_group.nunique() >= 2:
+        sub = frame[dfdc | ffpp].reset_index(drop=True)
+        sub_dfdc = ~sub.is_ffpp.to_numpy()
+        held_out = cross_validated(sub, fit, seed, min(folds, sub[sub_dfdc].leakage_group.nunique()),
+                                   test_mask=sub_dfdc)
+        result["dfdc_held_out"] = summarise(held_out, bootstrap, seed)
+    else:
+        result["dfdc_held_out"] = {"n": 0}
+    result["oof"] = all_clips[["video_id", "label", "fold", "p_fake", "p_prior"]].to_dict("records")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- report
+SECTIONS = [("all", "all clips, grouped CV"), ("ffpp_c23", "FF++ c23"), ("ffpp_c40", "FF++ c40"),
+            ("cross_compression", "c23 -> c40"), ("ffpp_to_dfdc", "FF++ -> DFDC"),
+            ("dfdc_held_out", "FF++ + DFDC -> held-out DFDC")]
+
+
+def _spread(values: list[float]) -> str:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def report(runs: list[dict], models: list[str]) -> tuple[str, dict]:
+    rows, verdicts = [], {}
+    for name in models:
+        mine = [r for r in runs if r["model"] == name]
+        for key, label in SECTIONS:
+            parts = [r[key] for r in mine if r[key].get("n")]
+            if not parts:
+                rows.append({"model": name, "evaluation": label, "n": 0})
+                continue
+            ci = parts[0].get("auc_ci95", (math.nan, math.nan))
+            rows.append({
+                "model": name, "evaluation": label, "n": parts[0]["n"], "groups": parts[0]["groups"],
+                "AUC (mean ± sd over seeds)": _spread([p["roc_auc"] for p in parts]),
+                "AUC 95% CI (seed 0, groups)": "n/a" if math.isnan(ci[0]) else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
+                "log loss": _spread([p["log_loss"] for p in parts]),
+                "prior log loss": _spread([p["prior_log_loss"] for p in parts]),
+                "accuracy": _spread([p["accuracy"] for p in parts]),
+                "balanced acc.": _spread([p["balanced_accuracy"] for p in parts]),
+            })
+
+        def mean(key, field):
+            values = [r[key].get(field, math.nan) for r in mine if r[key].get("n")]
+            values = [v for v in values if not math.isnan(v)]
+            return float(np.mean(values)) if values else math.nan
+
+        gap = mean("all", "prior_log_loss") - mean("all", "log_loss")
+        verdicts[name] = {
+            "ffpp_c23_auc": (mean("ffpp_c23", "roc_auc"), TARGETS["ffpp_c23_auc"]),
+            "log_loss_below_prior": (gap, TARGETS["log_loss_below_prior"]),
+            "cross_compression_auc": (mean("cross_compression", "roc_auc"), TARGETS["cross_compression_auc"]),
+            "dfdc_auc": (mean("dfdc_held_out", "roc_auc"), TARGETS["dfdc_auc"]),
+        }
+    columns = ["model", "evaluation", "n", "groups", "AUC (mean ± sd over seeds)", "AUC 95% CI (seed 0, groups)",
+               "log loss", "prior log loss", "accuracy", "balanced acc."]
+    lines = [table(rows, columns), "", "Targets (mean over seeds):", ""]
+    target_rows = [{"model": m, "target": t, "measured": v, "bar": bar,
+                    "met": "n/a" if math.isnan(v) else ("yes" if v >= bar else "no")}
+                   for m, items in verdicts.items() for t, (v, bar) in items.items()]
+    lines.append(table(target_rows, ["model", "target", "measured", "bar", "met"]))
+    return "\n".join(lines), {m: {t: {"measured": v, "bar": b, "met": (not math.isnan(v)) and v >= b}
+                                  for t, (v, b) in items.items()} for m, items in verdicts.items()}
+
+
+def breakdown_tables(runs: list[dict], model: str) -> str:
+    first = next(r for r in runs if r["model"] == model)
+    out = []
+    for column, parts in first["breakdowns"].items():
+        rows = [{column: k, "n": v["n"], "fakes": v.get("n_fake"), "AUC": v.get("roc_auc"), "log loss": v.get("log_loss"),
+                 "prior log loss": v.get("prior_log_loss")} for k, v in parts.items() if v.get("n")]
+        out += [f"{model}, seed {first['seed']}, by {column}:", "",
+                table(rows, [column, "n", "fakes", "AUC", "log loss", "prior log loss"]), ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", help="labelled datasets (default: the three shared development sets)")
+    parser.add_argument("--cache", default=str(ROOT / "bench" / ".cache" / "quality"), help="extraction cache")
+    parser.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (the spread)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the AUC interval")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
+    args = parser.parse_args(argv)
+
+    datasets = [str(d) for d in (args.datasets or DEFAULT_DATASETS)]
+    missing = [d for d in datasets if not Path(d).exists()]
+    if missing:
+        parser.error(f"datasets not found: {', '.join(missing)}")
+    extract_s = extract(datasets, args.cache, args.detector)
+    started = time.perf_counter()
+    frame = feature_table(args.cache)
+    counts = frame.groupby(["family", "label"]).size().to_dict()
+    print(f"{len(frame)} labelled clips, {frame.leakage_group.nunique()} leakage groups: "
+          + ", ".join(f"{f} {lab} {n}" for (f, lab), n in counts.items()), flush=True)
+    runs = [run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0)
+            for name in args.models for seed in args.seeds]
+    text, verdicts = report(runs, args.models)
+    print(text)
+    print()
+    for name in args.models:
+        print(breakdown_tables(runs, name))
+    path = write_json(args.out, {
+        "datasets": datasets, "cache": args.cache, "detector": args.detector, "folds": args.folds,
+        "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame),
+        "groups": int(frame.leakage_group.nunique()), "extract_s": round(extract_s, 1),
+        "evaluate_s": round(time.perf_counter() - started, 1), "targets": verdicts,
+        "runs": [{k: v for k, v in r.items() if k != "oof"} for r in runs],
+        "oof_seed0": {r["model"]: r["oof"] for r in runs if r["seed"] == args.seeds[0]},
+    })
+    print(f"\nwrote {path}")
+    return {"runs": runs, "targets": verdicts, "json": str(path)}
+
+
+if __name__ == "__main__":
+    main()
