@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-rerun bench-speed browser clean
+.PHONY: demo test test-fast bench-rerun bench-speed bench-quality browser clean
 
 # infra/install.sh is also what the worker images run (infra/Dockerfile): one install, no drift.
 $(STAMP): pyproject.toml constraints.txt infra/install.sh
@@ -34,6 +34,9 @@ bench-rerun: $(STAMP)
 
 bench-speed: $(STAMP)
 	$(BIN)/python bench/extract_speed.py
+
+bench-quality: $(STAMP)
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -20,6 +20,7 @@ Prints markdown tables and writes JSON (default bench/results/quality.json).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import subprocess
@@ -43,7 +44,7 @@ TARGETS = {"ffpp_c23_auc": 0.90, "log_loss_below_prior": 0.15, "cross_compressio
 
 
 # ----------------------------------------------------------------------------------------------- models
-def fit_gbm(train: pd.DataFrame, seed: int):
+def fit_gbm(train: pd.DataFrame, seed: int, cache: str):
     from features.models import fit_gbm as fit
     from features.video_features import FEATURE_NAMES
 
@@ -51,7 +52,7 @@ def fit_gbm(train: pd.DataFrame, seed: int):
     return lambda test: model.predict_proba(test[FEATURE_NAMES])[:, 1]
 
 
-def fit_logreg(train: pd.DataFrame, seed: int):
+def fit_logreg(train: pd.DataFrame, seed: int, cache: str):
     """Standardised L2 logistic regression, C fixed in advance (0.1): a linear baseline beside the boosting."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -67,7 +68,32 @@ def fit_logreg(train: pd.DataFrame, seed: int):
     return lambda test: model.predict_proba(test[columns].to_numpy(np.float64))[:, 1]
 
 
-MODELS = {"gbm": fit_gbm, "logreg": fit_logreg}
+def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False, epochs: int = 8):
+    """The small Keras CNN on main-face crops (mean frame logit per video), optionally with self-blended fakes."""
+    from features import models
+    from features.cache import CacheStore
+    from tasks.train import _crop_margin, main_crops
+
+    store = CacheStore(cache)
+    crops = main_crops(store, list(train.video_id), dict(zip(train.video_id, train.cache_key)))
+    margin = _crop_margin(cache, train.config_hash.iloc[0]) if self_blend else None
+    model = models.fit_cnn(crops, dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
+                           epochs=epochs, seed=seed, self_blend_margin=margin)
+
+    def predict(test: pd.DataFrame) -> np.ndarray:
+        test_crops = main_crops(store, list(test.video_id), dict(zip(test.video_id, test.cache_key)))
+        scores = models.cnn_video_scores(model, test_crops, list(test.video_id))
+        return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
+
+    return predict
+
+
+def fit_cnn_sbi(train: pd.DataFrame, seed: int, cache: str):
+    return fit_cnn(train, seed, cache, self_blend=True)
+
+
+MODELS = {"gbm": fit_gbm, "logreg": fit_logreg, "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi}
+DEFAULT_MODELS = ["gbm", "logreg"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -182,8 +208,8 @@ def breakdowns(scored: pd.DataFrame) -> dict:
     return result
 
 
-def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int) -> dict:
-    fit = MODELS[name]
+def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int, cache: str) -> dict:
+    fit = functools.partial(MODELS[name], cache=cache)
     ffpp = frame.is_ffpp.to_numpy()
     dfdc = ~ffpp
     result = {"model": name, "seed": seed}
@@ -281,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("datasets", nargs="*", help="labelled datasets (default: the three shared development sets)")
     parser.add_argument("--cache", default=str(ROOT / "bench" / ".cache" / "quality"), help="extraction cache")
     parser.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (the spread)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the AUC interval")
@@ -298,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
     counts = frame.groupby(["family", "label"]).size().to_dict()
     print(f"{len(frame)} labelled clips, {frame.leakage_group.nunique()} leakage groups: "
           + ", ".join(f"{f} {lab} {n}" for (f, lab), n in counts.items()), flush=True)
-    runs = [run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0)
+    runs = [run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0, args.cache)
             for name in args.models for seed in args.seeds]
     text, verdicts = report(runs, args.models)
     print(text)

@@ -120,6 +120,15 @@ def crop_array(jpegs, side: int) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8)
 
 
+def self_blended_array(jpegs, side: int, margin: float, rng: np.random.Generator) -> np.ndarray:
+    """A self-blended fake of each crop, blended at full crop resolution, then sized like crop_array."""
+    from features.self_blend import self_blend
+
+    out = [cv2.cvtColor(cv2.resize(self_blend(image, margin, rng), (side, side), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_BGR2RGB) for image in decode_crops(jpegs)]
+    return np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8)
+
+
 @dataclass
 class CnnModel:
     """The Keras network plus a Platt scaling of its video logits, fitted on held-out training groups."""
@@ -130,8 +139,11 @@ class CnnModel:
 
 
 def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], size: str = "small",
-            epochs: int = 8, seed: int = 0) -> CnnModel:
-    """Train on stored crops of the main face; a quarter of the leakage groups is held out to calibrate."""
+            epochs: int = 8, seed: int = 0, self_blend_margin: float | None = None) -> CnnModel:
+    """Train on stored crops of the main face; a quarter of the leakage groups is held out to calibrate.
+
+    With `self_blend_margin` (the crops' margin), every REAL training crop also yields a self-blended fake.
+    """
     side = CNN_SIZES[size][0]
     network = build_cnn(size, seed)
     vids = np.array(sorted(labels))
@@ -145,6 +157,10 @@ def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str],
     train = crops[~crops.video_id.isin(calib)]
     x = crop_array(train.crop_jpeg, side)
     y = train.video_id.map(labels).to_numpy(np.float32)
+    if self_blend_margin is not None:
+        blended = self_blended_array(train[y == 0].crop_jpeg, side, self_blend_margin, rng)
+        x = np.concatenate([x, blended])
+        y = np.concatenate([y, np.ones(len(blended), np.float32)])
     order = rng.permutation(len(x))
     network.fit(x[order], y[order], epochs=epochs, batch_size=32, verbose=0, shuffle=True)
     model = CnnModel(network)
