@@ -162,7 +162,7 @@ def make_task_runner(workers: int | None, dask_address: str | None):
     )
 
 
-def _visible(paths: list[str]) -> list[str]:
+def _missing_paths(paths: list[str]) -> list[str]:
     return [p for p in paths if not os.path.exists(p)]
 
 
@@ -188,7 +188,7 @@ def check_shared_storage(client, written: list[str], read: list[str] = ()) -> No
         wanted = markers + [p for p in read if is_local(p)]
         if not wanted:
             return
-        missing = {addr: lost for addr, lost in client.run(_visible, wanted).items() if lost}
+        missing = {addr: lost for addr, lost in client.run(_missing_paths, wanted).items() if lost}
     finally:
         for marker in markers:
             with contextlib.suppress(OSError):
