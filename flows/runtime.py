@@ -182,10 +182,10 @@ def check_shared_storage(client, written: list[str], read: list[str] = ()) -> No
         for path in written:
             if is_local(path):
                 Path(path).mkdir(parents=True, exist_ok=True)
-                marker = Path(path) / f".dfp-visible-{uuid.uuid4().hex}"
+                marker = Path(path).resolve() / f".dfp-visible-{uuid.uuid4().hex}"
                 marker.touch()
                 markers.append(str(marker))
-        wanted = markers + [p for p in read if is_local(p)]
+        wanted = markers + [str(Path(p).resolve()) for p in read if is_local(p)]  # workers have other cwds
         if not wanted:
             return
         missing = {addr: lost for addr, lost in client.run(_missing_paths, wanted).items() if lost}

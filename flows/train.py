@@ -16,9 +16,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from features import FEATURE_CODE_VERSION
 from features.cache import CacheStore
-from features.rundir import fetched, join, read_text, staged_dir
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
+from features.rundir import fetched, join, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table

@@ -37,3 +37,26 @@ def test_a_worker_on_every_core_decodes_single_threaded_unless_the_user_chose():
     remote = worker_per_core_settings(ExtractConfig(dask_address="tcp://h:8786"))
     assert (remote.prefetch_frames, remote.decode_threads) == (8, 0)
     assert busy.config_hash == ExtractConfig().config_hash  # not part of the cache key
+
+
+def test_shared_storage_check_names_the_worker_and_path_it_cannot_see_and_cleans_up(tmp_path, monkeypatch):
+    import pytest
+
+    from flows.runtime import check_shared_storage
+
+    class TwoMachines:
+        """One worker shares our disk, the other has none of our paths."""
+
+        def run(self, function, paths):
+            assert all(os.path.isabs(p) for p in paths)  # workers run in other directories
+            return {"tcp://here:1": function(paths), "tcp://elsewhere:2": list(paths)}
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(RuntimeError) as error:
+        check_shared_storage(TwoMachines(), ["cache", "s3://bucket/runs"], read=["videos"])
+    message = str(error.value)
+    assert f"  tcp://elsewhere:2: {tmp_path / 'cache'}, {tmp_path / 'videos'}" in message
+    assert "tcp://here:1" not in message and "s3://bucket" not in message
+    assert list((tmp_path / "cache").iterdir()) == []  # the marker file is gone
+    check_shared_storage(TwoMachines(), ["s3://bucket/cache"])  # nothing local: nothing to check
