@@ -103,3 +103,17 @@ def test_mtcnn_with_a_large_minimum_face_still_finds_faces(mtcnn):
     found = mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0, min_face_size=60)[0]
     assert len(found) == 1 and _center_error(found.boxes[0], reference.boxes[0]) < 12
     assert len(mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0, min_face_size=400)[0]) == 0  # face is smaller
+
+
+def test_compiled_networks_find_the_same_faces_as_eager_mtcnn(mtcnn):
+    eager = MtcnnDetector(compiled=False)
+    assert mtcnn.compiled and not eager.compiled
+    frames = [mtcnn.prepare(face_scene(640, 360, faces=n, shift=12 * n), 1.0) for n in (1, 2, 0)]
+    for sizes in ([frames[0]], frames):  # one image and a batch: PNet sees many sizes, one trace serves all
+        fast, slow = mtcnn.detect(sizes, 1.0), eager.detect(sizes, 1.0)
+        assert [len(d) for d in fast] == [len(d) for d in slow]
+        for a, b in zip(fast, slow):
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+            np.testing.assert_allclose(a.confidences, b.confidences, atol=1e-4)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.05)
+    assert [len(d) for d in mtcnn.detect(frames, 1.0)] == [1, 2, 0]
