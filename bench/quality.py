@@ -89,8 +89,11 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
 
 
 @functools.lru_cache(maxsize=4)
-def _crop_descriptors(cache: str) -> pd.DataFrame:
-    """Descriptors of every stored main-face crop of the cache, one row per crop (computed once per run)."""
+def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
+    """Descriptors of every stored main-face crop of the cache, one row per crop (computed once per run).
+
+    With self_blended, the descriptors of one self-blended fake of each crop instead (same order and videos).
+    """
     from features.cache import CacheStore
     from features.crop_descriptors import crop_descriptor, descriptor_names
     from features.video_features import decode_crops
@@ -101,15 +104,20 @@ def _crop_descriptors(cache: str) -> pd.DataFrame:
     videos = videos[videos.status == "ok"]
     crops = main_crops(store, list(videos.video_id), dict(zip(videos.video_id, videos.cache_key)))
     margins = {v: _crop_margin(cache, h) for v, h in zip(videos.video_id, videos.config_hash)}
+    from features.self_blend import self_blend
+
+    rng = np.random.default_rng(0)
     rows, ids = [], []
     for vid, part in crops.groupby("video_id"):
         for image in decode_crops(part.crop_jpeg):
+            if self_blended:
+                image = self_blend(image, margins[vid], rng)
             rows.append(crop_descriptor(image, margins[vid]))
             ids.append(vid)
     return pd.DataFrame(np.stack(rows), columns=descriptor_names()).assign(video_id=ids)
 
 
-def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str):
+def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False):
     """Boosting on per-crop texture descriptors, each crop labelled as its video; a video scores the mean logit.
 
     The mean logit is calibrated by a sigmoid fitted on out-of-fold logits of the training videos (3 folds by
@@ -124,9 +132,15 @@ def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str):
 
     def fit(video_ids) -> HistGradientBoostingClassifier:
         rows = descriptors[descriptors.video_id.isin(set(video_ids))]
+        x, y = rows[names].to_numpy(), rows.video_id.map(labels).to_numpy()
+        if self_blend:  # self-blended fakes of the REAL training crops join as FAKE rows
+            blended = _crop_descriptors(cache, True)
+            reals = {v for v in video_ids if labels[v] == 0}
+            extra = blended[blended.video_id.isin(reals)][names].to_numpy()
+            x, y = np.concatenate([x, extra]), np.concatenate([y, np.ones(len(extra), int)])
         model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                                min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
-        return model.fit(rows[names].to_numpy(), rows.video_id.map(labels).to_numpy())
+        return model.fit(x, y)
 
     def mean_logits(model, video_ids) -> pd.Series:
         part = descriptors[descriptors.video_id.isin(set(video_ids))]
@@ -147,12 +161,16 @@ def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str):
     return predict
 
 
+def fit_crop_gbm_sbi(train: pd.DataFrame, seed: int, cache: str):
+    return fit_crop_gbm(train, seed, cache, self_blend=True)
+
+
 def fit_cnn_sbi(train: pd.DataFrame, seed: int, cache: str):
     return fit_cnn(train, seed, cache, self_blend=True)
 
 
-MODELS = {"gbm": fit_gbm, "logreg": fit_logreg, "crop_gbm": fit_crop_gbm, "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi}
-DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+MODELS = {"gbm": fit_gbm, "logreg": fit_logreg, "crop_gbm": fit_crop_gbm, "crop_gbm_sbi": fit_crop_gbm_sbi, "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi}
+DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data

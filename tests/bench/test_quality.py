@@ -67,7 +67,7 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(demo_dir, tmp_path, mo
                            "--seeds", "0", "1", "--bootstrap", "50", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["clips"] == 8 and saved["seeds"] == [0, 1]
-    assert [(r["model"], r["seed"]) for r in saved["runs"]] == [(m, s) for m in ("gbm", "logreg", "crop_gbm") for s in (0, 1)]
+    assert [(r["model"], r["seed"]) for r in saved["runs"]] == [(m, s) for m in ("gbm", "logreg", "crop_gbm", "crop_gbm_sbi") for s in (0, 1)]
     first = saved["runs"][0]
     assert first["all"]["n"] == 8 and first["ffpp_c23"] == {"n": 0}
     lo, hi = first["all"]["auc_ci95"]
