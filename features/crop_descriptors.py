@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from features.video_features import crop_regions, radial_spectrum
+from features.video_features import crop_regions, radial_spectrum, seam_contrast
 
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
@@ -40,12 +40,7 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     spectrum = radial_spectrum(face)
     values += (spectrum[1:] - spectrum[1]).tolist()  # shape of the spectrum, not its level
     inner, ring = crop_regions(crop_bgr, margin)
-    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    lap = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F)
-    resid = grey.astype(np.float32) - cv2.medianBlur(grey, 3).astype(np.float32)
-    lab = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
-    values += [float(np.log(lap[inner].var() + 1e-6) - np.log(lap[ring].var() + 1e-6)),
-               float(np.log(resid[inner].std() + 1e-6) - np.log(resid[ring].std() + 1e-6))]
-    values += (lab[inner][:, 1:].mean(0) - lab[ring][:, 1:].mean(0)).tolist()
-    values += lab[inner].std(0).tolist()
+    sharp, noise, chroma = seam_contrast(crop_bgr, inner, ring)
+    values += [sharp, noise, *chroma.tolist()]
+    values += cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[inner].std(0).tolist()
     return np.asarray(values, np.float32)

@@ -93,6 +93,17 @@ def crop_regions(crop_bgr: np.ndarray, margin: float) -> tuple[np.ndarray, np.nd
     return inner, ring
 
 
+def seam_contrast(crop: np.ndarray, inner: np.ndarray, ring: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Face against surround on one crop: log sharpness ratio, log noise ratio, and chroma (Lab a, b) difference."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    resid = grey - cv2.medianBlur(crop, 3).mean(axis=2).astype(np.float32)
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+    sharp = _log(float(lap[inner].var())) - _log(float(lap[ring].var()))
+    noise = _log(float(resid[inner].std())) - _log(float(resid[ring].std()))
+    return sharp, noise, lab[inner][:, 1:].mean(0) - lab[ring][:, 1:].mean(0)
+
+
 def seam_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
     """Blending-seam cues on stored crops: sharpness, noise and colour of the face against its surround."""
     if not crops or margin <= 0.05:
@@ -100,13 +111,10 @@ def seam_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
     inner, ring = crop_regions(crops[0], margin)
     sharp, noise, color = [], [], []
     for crop in crops:
-        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        lap = cv2.Laplacian(grey, cv2.CV_32F)
-        resid = grey - cv2.medianBlur(crop, 3).mean(axis=2).astype(np.float32)
-        lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
-        sharp.append(_log(float(lap[inner].var())) - _log(float(lap[ring].var())))
-        noise.append(_log(float(resid[inner].std())) - _log(float(resid[ring].std())))
-        color.append(float(np.linalg.norm(lab[inner][:, 1:].mean(0) - lab[ring][:, 1:].mean(0))))
+        s, n, chroma = seam_contrast(crop, inner, ring)
+        sharp.append(s)
+        noise.append(n)
+        color.append(float(np.linalg.norm(chroma)))
     return {
         "seam_sharpness": float(np.mean(sharp)),
         "seam_noise": float(np.mean(noise)),
