@@ -90,73 +90,27 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
 
 @functools.lru_cache(maxsize=4)
 def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
-    """Descriptors of every stored main-face crop of the cache, one row per crop (computed once per run).
-
-    With self_blended, the descriptors of one self-blended fake of each crop instead (same order and videos).
-    """
+    """Descriptors of every stored main-face crop of the cache (self-blended copies with a fixed seed), once per run."""
     from features.cache import CacheStore
-    from features.crop_descriptors import crop_descriptor, descriptor_names
-    from features.video_features import decode_crops
-    from tasks.train import _crop_margin, main_crops
+    from tasks.train import crop_descriptors
 
-    store = CacheStore(cache)
-    videos = store.read("videos", columns=["video_id", "cache_key", "config_hash", "status"])
-    videos = videos[videos.status == "ok"]
-    crops = main_crops(store, list(videos.video_id), dict(zip(videos.video_id, videos.cache_key)))
-    margins = {v: _crop_margin(cache, h) for v, h in zip(videos.video_id, videos.config_hash)}
-    from features.self_blend import self_blend
-
-    rng = np.random.default_rng(0)
-    rows, ids = [], []
-    for vid, part in crops.groupby("video_id"):
-        for image in decode_crops(part.crop_jpeg):
-            if self_blended:
-                image = self_blend(image, margins[vid], rng)
-            rows.append(crop_descriptor(image, margins[vid]))
-            ids.append(vid)
-    return pd.DataFrame(np.stack(rows), columns=descriptor_names()).assign(video_id=ids)
+    videos = CacheStore(cache).read("videos", columns=["video_id", "cache_key", "config_hash", "status"])
+    return crop_descriptors(videos[videos.status == "ok"], cache, self_blend_seed=0 if self_blended else None)
 
 
 def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False):
-    """Boosting on per-crop texture descriptors, each crop labelled as its video; a video scores the mean logit.
-
-    The mean logit is calibrated by a sigmoid fitted on out-of-fold logits of the training videos (3 folds by
-    leakage group inside the training set): in-sample logits would be overconfident.
-    """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
+    """features.models.fit_crop_gbm (what `dfp train --model crop_gbm` fits, there always with self-blending)."""
+    from features import models
 
     descriptors = _crop_descriptors(cache)
-    names = [c for c in descriptors.columns if c != "video_id"]
-    labels = dict(zip(train.video_id, _y(train)))
-
-    def fit(video_ids) -> HistGradientBoostingClassifier:
-        rows = descriptors[descriptors.video_id.isin(set(video_ids))]
-        x, y = rows[names].to_numpy(), rows.video_id.map(labels).to_numpy()
-        if self_blend:  # self-blended fakes of the REAL training crops join as FAKE rows
-            blended = _crop_descriptors(cache, True)
-            reals = {v for v in video_ids if labels[v] == 0}
-            extra = blended[blended.video_id.isin(reals)][names].to_numpy()
-            x, y = np.concatenate([x, extra]), np.concatenate([y, np.ones(len(extra), int)])
-        model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                               min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
-        return model.fit(x, y)
-
-    def mean_logits(model, video_ids) -> pd.Series:
-        part = descriptors[descriptors.video_id.isin(set(video_ids))]
-        p = np.clip(model.predict_proba(part[names].to_numpy())[:, 1], 1e-4, 1 - 1e-4)
-        return pd.Series(np.log(p / (1 - p)), index=part.video_id.to_numpy()).groupby(level=0).mean()
-
-    inner = grouped_folds(_y(train), train.leakage_group.to_numpy(), 3, seed=seed)
-    held = pd.concat([mean_logits(fit(train.video_id[inner != f]), train.video_id[inner == f])
-                      for f in np.unique(inner)])
-    platt = LogisticRegression(C=1.0).fit(held.to_numpy()[:, None], held.index.map(labels).to_numpy())
-    model = fit(train.video_id)
+    blended = _crop_descriptors(cache, True) if self_blend else None
+    model = models.fit_crop_gbm(descriptors[descriptors.video_id.isin(set(train.video_id))],
+                                dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
+                                seed=seed, blended=blended)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
-        logits = mean_logits(model, test.video_id)
-        p = platt.predict_proba(logits.to_numpy()[:, None])[:, 1] if len(logits) else []
-        return test.video_id.map(dict(zip(logits.index, p))).fillna(0.5).to_numpy(np.float64)
+        scores = models.crop_video_scores(model, descriptors, list(test.video_id))
+        return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
 
     return predict
 

@@ -44,3 +44,28 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     values += [sharp, noise, *chroma.tolist()]
     values += cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[inner].std(0).tolist()
     return np.asarray(values, np.float32)
+
+
+def descriptor_table(crops, margins: dict[str, float], self_blend_seed: int | None = None):
+    """One descriptor row per stored crop (columns: video_id + descriptor_names()).
+
+    `crops` has video_id and crop_jpeg; `margins` maps each video to its crop margin. With `self_blend_seed`,
+    each crop is replaced by a self-blended fake of itself first (the same rows, synthetic FAKE content).
+    """
+    import pandas as pd
+
+    from features.self_blend import self_blend
+    from features.video_features import decode_crops
+
+    rng = np.random.default_rng(self_blend_seed) if self_blend_seed is not None else None
+    rows, ids = [], []
+    for vid, part in crops.groupby("video_id", sort=True):
+        for image in decode_crops(part.crop_jpeg):
+            if rng is not None:
+                image = self_blend(image, margins[vid], rng)
+            rows.append(crop_descriptor(image, margins[vid]))
+            ids.append(vid)
+    names = descriptor_names()
+    table = pd.DataFrame(np.stack(rows) if rows else np.zeros((0, len(names)), np.float32), columns=names)
+    table.insert(0, "video_id", ids)
+    return table

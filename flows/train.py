@@ -23,7 +23,8 @@ from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
 
-MODEL_FILES = {"gbm": "model.skops", "cnn": "model.keras"}
+MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "cnn": "model.keras"}
+MODEL_LOADERS = {"gbm": "load_gbm", "crop_gbm": "load_crop_gbm", "cnn": "load_cnn"}
 FEATURE_BATCH = 32
 
 
@@ -195,7 +196,7 @@ def load_run(run_dir: str):
     card = json.loads(read_text(join(run_dir, "model_card.json")))
     name = card["model_file"]
     with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
-        model = models.load_gbm(local / name) if card["model"] == "gbm" else models.load_cnn(local / name)
+        model = getattr(models, MODEL_LOADERS[card["model"]])(local / name)
     return card, model
 
 
@@ -218,7 +219,7 @@ def explain(card: dict, row: dict) -> str:
         return f"not scored ({row['status']}: {reason}): 0.5"
     text = f"{int(row.get('n_tracks') or 0)} face track(s)"
     if card["model"] != "gbm":
-        return f"{text}; CNN on main-face crops"
+        return f"{text}; " + ("CNN" if card["model"] == "cnn" else "texture model") + " on main-face crops"
     mean, std = card["real_feature_stats"]["mean"], card["real_feature_stats"]["std"]
     weight = card.get("feature_importance") or {}
     scored = []

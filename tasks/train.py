@@ -92,11 +92,24 @@ def training_device() -> str:
     return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
+def crop_descriptors(table: pd.DataFrame, cache: str, self_blend_seed: int | None = None) -> pd.DataFrame:
+    """Per-crop texture descriptors of the main-face crops of the table's videos (self-blended with a seed)."""
+    from features.crop_descriptors import descriptor_table
+
+    crops = main_crops(CacheStore(cache), list(table.video_id), dict(zip(table.video_id, table.cache_key)))
+    margins = {v: _crop_margin(cache, h) for v, h in zip(table.video_id, table.config_hash)}
+    return descriptor_table(crops, margins, self_blend_seed)
+
+
 def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: str, cnn_epochs: int):
     """Fit one model on labelled rows of the video table; returns (model, device)."""
     y = (table.label == "FAKE").to_numpy(int)
     if kind == "gbm":
         return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
+    if kind == "crop_gbm":
+        blended = crop_descriptors(table[y == 0], cache, self_blend_seed=seed)
+        return models.fit_crop_gbm(crop_descriptors(table, cache), dict(zip(table.video_id, y)),
+                                   dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended), "CPU"
     store = CacheStore(cache)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(store, list(table.video_id), keys)
@@ -109,6 +122,9 @@ def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarr
     """P(FAKE) for each row of the video table (NaN where the model cannot score it)."""
     if kind == "gbm":
         return model.predict_proba(table[FEATURE_NAMES])[:, 1]
+    if kind == "crop_gbm":
+        scores = models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id))
+        return table.video_id.map(scores).to_numpy(np.float64)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(CacheStore(cache), list(table.video_id), keys)
     scores = models.cnn_video_scores(model, crops, list(table.video_id))
@@ -137,6 +153,8 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
             models.save_gbm(model, out / model_file)
             y = (table.label == "FAKE").to_numpy(int)
             importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
+        elif kind == "crop_gbm":
+            models.save_crop_gbm(model, out / model_file)
         else:
             models.save_cnn(model, out / model_file)
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,

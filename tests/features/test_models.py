@@ -71,3 +71,49 @@ def test_cnn_trains_and_round_trips_in_safe_mode(tmp_path):
 
 def test_large_cnn_takes_larger_crops():
     assert build_cnn("large").input_shape == (None, 128, 128, 3)
+
+
+def _descriptor_rows(n_videos: int, signal: float, seed: int = 0):
+    from features.crop_descriptors import descriptor_names
+
+    rng = np.random.default_rng(seed)
+    names = descriptor_names()
+    rows, labels, groups = [], {}, {}
+    for i in range(n_videos):
+        vid, fake = f"v{i}", i % 2
+        labels[vid], groups[vid] = fake, f"g{i // 2}"
+        values = rng.normal(0, 1, (6, len(names)))
+        values[:, 0] += signal * fake  # one descriptor carries the label
+        rows.append(pd.DataFrame(values, columns=names).assign(video_id=vid))
+    table = pd.concat(rows, ignore_index=True)
+    return table[["video_id", *names]], labels, groups
+
+
+def test_crop_model_scores_videos_by_their_frames_and_round_trips(tmp_path):
+    from features.models import crop_video_scores, fit_crop_gbm, load_crop_gbm, save_crop_gbm
+
+    train, labels, groups = _descriptor_rows(40, signal=3.0)
+    test, test_labels, _ = _descriptor_rows(12, signal=3.0, seed=1)
+    model = fit_crop_gbm(train, labels, groups, seed=0)
+    scores = crop_video_scores(model, test, [*sorted(test_labels), "no-crops"])
+    fakes = [scores[v] for v, y in test_labels.items() if y]
+    reals = [scores[v] for v, y in test_labels.items() if not y]
+    assert min(fakes) > max(reals) and np.isnan(scores["no-crops"])
+    assert 0.0 < model.scale  # calibrated on held-out logits: larger mean logit, larger P(FAKE)
+    save_crop_gbm(model, tmp_path / "model_crops.skops")
+    again = crop_video_scores(load_crop_gbm(tmp_path / "model_crops.skops"), test, sorted(test_labels))
+    assert again == {v: scores[v] for v in sorted(test_labels)}
+
+
+def test_self_blended_rows_teach_the_crop_model_what_fake_looks_like():
+    from features.models import crop_mean_logits, fit_crop_gbm
+
+    train, labels, groups = _descriptor_rows(40, signal=0.0)  # the real videos' fakes carry nothing
+    blended = train[train.video_id.map(labels) == 0].copy()
+    blended["spectrum_1"] = blended["spectrum_1"] + 4.0  # ... but self-blended crops show a shifted spectrum
+    probe = train[train.video_id.isin(["v0", "v2"])].copy()
+    probe.loc[probe.video_id == "v2", "spectrum_1"] += 4.0
+    with_sbi = crop_mean_logits(fit_crop_gbm(train, labels, groups, seed=0, blended=blended).classifier, probe)
+    without = crop_mean_logits(fit_crop_gbm(train, labels, groups, seed=0).classifier, probe)
+    assert with_sbi["v2"] > with_sbi["v0"] + 2.0  # frames that look blended get FAKE logits
+    assert abs(without["v2"] - without["v0"]) < with_sbi["v2"] - with_sbi["v0"]

@@ -194,3 +194,21 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     assert summary["predictions"] == f"{out}/predictions.csv"
     predictions = pd.read_csv(summary["predictions"])
     assert predictions.filename.tolist() == ["clip.mp4"] and 0.0 <= predictions.label[0] <= 1.0
+
+
+def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_path):
+    _, cache = demo_cache
+    run = tmp_path / "crop"
+    metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), model="crop_gbm", folds=2, workers=2))
+    assert metrics["model"] == "crop_gbm" and metrics["overall"]["n"] == 20
+    assert metrics["overall"]["log_loss"] < 1.0 and 0.0 <= metrics["overall"]["roc_auc"] <= 1.0
+    assert {p.name for p in run.iterdir()} >= {"model_crops.skops", "model_crops.skops.calibration.json",
+                                              "model_card.json", "metrics.json", "oof_predictions.csv"}
+    card, model = load_run(str(run))
+    table = video_table(CacheStore(str(cache)))
+    scored = score_table(card, model, table, str(cache))
+    ok = scored.status == "ok"
+    assert scored.p_fake[ok].between(0, 1).all() and (scored.p_fake[~ok] == 0.5).all()
+    assert scored.explanation[ok].str.contains("texture model on main-face crops").all()
+    again = score_table(*load_run(str(run)), table, str(cache))
+    assert np.array_equal(scored.p_fake.to_numpy(), again.p_fake.to_numpy())
