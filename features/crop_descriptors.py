@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from features.video_features import crop_regions, radial_spectrum, seam_contrast
+from features.video_features import crop_regions, inner_face_grey, radial_spectrum, seam_contrast
 
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
@@ -27,11 +27,7 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     """The descriptor of one square BGR crop whose face box sits inside a `margin` border."""
     from skimage.feature import local_binary_pattern
 
-    n = crop_bgr.shape[0]
-    half = int(n / (1 + margin) / 2 * 0.9)
-    centre = n // 2
-    face = cv2.cvtColor(crop_bgr[centre - half:centre + half, centre - half:centre + half], cv2.COLOR_BGR2GRAY)
-    face = cv2.resize(face, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+    face = cv2.resize(inner_face_grey(crop_bgr, margin), (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
     values: list[float] = []
     for points, radius in _LBP:
         codes = local_binary_pattern(face, points, radius, "uniform")

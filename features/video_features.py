@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -84,13 +85,27 @@ def _log(x: float) -> float:
 
 def crop_regions(crop_bgr: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the inner face (box shrunk by 10%) and the ring between the face box and the crop edge."""
-    n = crop_bgr.shape[0]
+    return _regions(crop_bgr.shape[0], float(margin))
+
+
+@functools.lru_cache(maxsize=8)
+def _regions(n: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    # Depends only on the crop size and margin: every crop of a cache shares one pair of (read-only) masks.
     box_half = n / (1 + margin) / 2
     yy, xx = np.mgrid[0:n, 0:n]
     dist = np.maximum(np.abs(xx - n / 2 + 0.5), np.abs(yy - n / 2 + 0.5))
     inner = dist < 0.9 * box_half
     ring = (dist >= box_half) & (dist < n / 2 - 1)
+    inner.flags.writeable = ring.flags.writeable = False
     return inner, ring
+
+
+def inner_face_grey(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
+    """The grey square inside the face box of a crop (the box shrunk by 10%), where blending leaves its traces."""
+    n = crop_bgr.shape[0]
+    half = int(n / (1 + max(margin, 0.0)) / 2 * 0.9)
+    centre = n // 2
+    return cv2.cvtColor(crop_bgr[centre - half:centre + half, centre - half:centre + half], cv2.COLOR_BGR2GRAY)
 
 
 def seam_contrast(crop: np.ndarray, inner: np.ndarray, ring: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -156,10 +171,7 @@ def spectrum_stats(crops: list[np.ndarray], margin: float) -> dict[str, float]:
     slopes, highs = [], []
     freqs = np.log((np.arange(_SPECTRUM_BINS) + 0.5) / _SPECTRUM_BINS * 0.5)
     for crop in crops:
-        n = crop.shape[0]
-        half = int(n / (1 + max(margin, 0.0)) / 2 * 0.9)
-        centre = n // 2
-        face = cv2.cvtColor(crop[centre - half:centre + half, centre - half:centre + half], cv2.COLOR_BGR2GRAY)
+        face = inner_face_grey(crop, margin)
         if face.shape[0] < 16:
             continue
         spectrum = radial_spectrum(face)
