@@ -98,33 +98,35 @@ def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     return crop_descriptors(videos[videos.status == "ok"], cache, self_blend_seed=0 if self_blended else None)
 
 
-def fit_crop_gbm(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False):
-    """features.models.fit_crop_gbm (what `dfp train --model crop_gbm` fits, there always with self-blending)."""
-    from features import models
+def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False):
+    """features.crop_models' fit for `kind` (what `dfp train --model KIND` fits, there always with self-blending)."""
+    from features import crop_models
 
     descriptors = _crop_descriptors(cache)
     blended = _crop_descriptors(cache, True) if self_blend else None
-    model = models.fit_crop_gbm(descriptors[descriptors.video_id.isin(set(train.video_id))],
-                                dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
-                                seed=seed, blended=blended)
+    fit = {"crop_gbm": crop_models.fit_crop_gbm, "crop_linear": crop_models.fit_crop_linear}[kind]
+    model = fit(descriptors[descriptors.video_id.isin(set(train.video_id))], dict(zip(train.video_id, _y(train))),
+                dict(zip(train.video_id, train.leakage_group)), seed=seed, blended=blended)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
-        scores = models.crop_video_scores(model, descriptors, list(test.video_id))
+        scores = crop_models.crop_video_scores(model, descriptors, list(test.video_id))
         return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
 
     return predict
-
-
-def fit_crop_gbm_sbi(train: pd.DataFrame, seed: int, cache: str):
-    return fit_crop_gbm(train, seed, cache, self_blend=True)
 
 
 def fit_cnn_sbi(train: pd.DataFrame, seed: int, cache: str):
     return fit_cnn(train, seed, cache, self_blend=True)
 
 
-MODELS = {"gbm": fit_gbm, "logreg": fit_logreg, "crop_gbm": fit_crop_gbm, "crop_gbm_sbi": fit_crop_gbm_sbi, "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi}
-DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+MODELS = {
+    "gbm": fit_gbm, "logreg": fit_logreg,
+    "crop_gbm": functools.partial(fit_crop_model, kind="crop_gbm"),  # ablation: no self-blended fakes
+    "crop_gbm_sbi": functools.partial(fit_crop_model, kind="crop_gbm", self_blend=True),
+    "crop_linear": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True),
+    "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi,
+}
+DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -1,11 +1,17 @@
 """Per-crop texture descriptors of the inner face, for frame-level classifiers aggregated to videos.
 
-Computed on stored JPEG crops (no decoding of videos): uniform LBP histograms at two radii and the radial
-power spectrum of the face box resampled to 128 px (so the source resolution is normalised away first),
-plus the blending-seam contrasts (sharpness, noise, chroma) of the face against the ring around it.
+Computed on stored JPEG crops (no decoding of videos):
+- texture: uniform LBP histograms at two radii and the radial power spectrum of the face box resampled to
+  128 px (so the source resolution is normalised away first), plus the blending-seam contrasts (sharpness,
+  noise, chroma) of the face against the ring around it;
+- residual co-occurrences: histograms of triples of quantised second-order residuals (the SPAM features of
+  steganalysis) in three zones of the crop: the face centre, the band where face swaps blend, and the ring
+  outside the face box. Blending and re-synthesis change these statistics inside the face but not outside.
 """
 
 from __future__ import annotations
+
+import functools
 
 import cv2
 import numpy as np
@@ -14,17 +20,73 @@ from features.video_features import crop_regions, inner_face_grey, radial_spectr
 
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
+# Zones by distance from the crop centre (Chebyshev), in units of half the face box side.
+ZONES = {"centre": (0.0, 0.5), "band": (0.5, 0.9), "ring": (1.0, None)}
+RESIDUAL_STEPS = (1.0, 2.0)  # quantisation steps of the residual, in grey levels
+_TRUNCATE = 2  # residuals are clipped to [-2, 2] steps: 5 values, 125 triples
 
 
-def descriptor_names() -> list[str]:
+def _symmetric_bins() -> tuple[np.ndarray, int]:
+    """Map each of the 125 residual triples to its class under sign flip and reversal (the statistics of
+    natural images are symmetric in both, so merging them halves the noise of every bin)."""
+    n, top = 2 * _TRUNCATE + 1, 2 * _TRUNCATE
+    keys = np.zeros(n ** 3, int)
+    for index in range(n ** 3):
+        a, b, c = index // (n * n), (index // n) % n, index % n
+        keys[index] = min(x * n * n + y * n + z for x, y, z in
+                          ((a, b, c), (c, b, a), (top - a, top - b, top - c), (top - c, top - b, top - a)))
+    classes = np.unique(keys)
+    return np.searchsorted(classes, keys), len(classes)
+
+
+_BIN_OF_TRIPLE, COOC_BINS = _symmetric_bins()
+
+
+def texture_names() -> list[str]:
     names = [f"lbp{p}_{r}_{i}" for p, r in _LBP for i in range(p + 2)]
     names += [f"spectrum_{i}" for i in range(1, 12)]
     names += ["seam_sharpness", "seam_noise", "seam_a", "seam_b", "face_l_std", "face_a_std", "face_b_std"]
     return names
 
 
+def cooccurrence_names() -> list[str]:
+    return [f"cooc_{zone}_q{step:g}_{i}" for zone in ZONES for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
+
+
+def descriptor_names() -> list[str]:
+    return texture_names() + cooccurrence_names()
+
+
+@functools.lru_cache(maxsize=8)
+def zone_masks(side: int, margin: float) -> tuple[np.ndarray, ...]:
+    """One boolean mask per zone of a square crop whose face box sits inside a `margin` border."""
+    box_half = side / (1 + margin) / 2
+    yy, xx = np.mgrid[0:side, 0:side]
+    dist = np.maximum(np.abs(xx - side / 2 + 0.5), np.abs(yy - side / 2 + 0.5)) / box_half
+    edge = (side / 2 - 1) / box_half
+    masks = tuple((dist >= lo) & (dist < (edge if hi is None else hi)) for lo, hi in ZONES.values())
+    for mask in masks:
+        mask.flags.writeable = False
+    return masks
+
+
+def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float) -> np.ndarray:
+    """Normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised second-order
+    residuals whose pixels all lie inside `mask`; all zeros when none does."""
+    n = 2 * _TRUNCATE + 1
+    counts = np.zeros(n ** 3)
+    for image, inside in ((grey, mask), (grey.T, mask.T)):
+        residual = image[:, :-2] - 2 * image[:, 1:-1] + image[:, 2:]
+        q = np.clip(np.rint(residual / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
+        triples = q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]  # residual i is centred on pixel i + 1
+        valid = inside[:, 1:-3] & inside[:, 2:-2] & inside[:, 3:-1]
+        counts += np.bincount(triples[valid], minlength=n ** 3)
+    hist = np.bincount(_BIN_OF_TRIPLE, counts, COOC_BINS)
+    return hist / hist.sum() if hist.sum() else hist
+
+
 def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
-    """The descriptor of one square BGR crop whose face box sits inside a `margin` border."""
+    """The descriptor (descriptor_names()) of one square BGR crop whose face box sits inside a `margin` border."""
     from skimage.feature import local_binary_pattern
 
     face = cv2.resize(inner_face_grey(crop_bgr, margin), (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
@@ -39,14 +101,19 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     sharp, noise, chroma = seam_contrast(crop_bgr, inner, ring)
     values += [sharp, noise, *chroma.tolist()]
     values += cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[inner].std(0).tolist()
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    for mask in zone_masks(crop_bgr.shape[0], float(margin)):
+        for step in RESIDUAL_STEPS:
+            values += residual_cooccurrence(grey, mask, step).tolist()
     return np.asarray(values, np.float32)
 
 
 def descriptor_table(crops, margins: dict[str, float], self_blend_seed: int | None = None):
-    """One descriptor row per stored crop (columns: video_id + descriptor_names()).
+    """One descriptor row per stored crop (columns: video_id, frame_index + descriptor_names()).
 
-    `crops` has video_id and crop_jpeg; `margins` maps each video to its crop margin. With `self_blend_seed`,
-    each crop is replaced by a self-blended fake of itself first (the same rows, synthetic FAKE content).
+    `crops` has video_id, frame_index and crop_jpeg; `margins` maps each video to its crop margin. With
+    `self_blend_seed`, each crop is replaced by a self-blended fake of itself first: the same (video_id,
+    frame_index) keys as without, so every synthetic fake pairs with the real crop it was made from.
     """
     import pandas as pd
 
@@ -54,14 +121,17 @@ def descriptor_table(crops, margins: dict[str, float], self_blend_seed: int | No
     from features.video_features import decode_crops
 
     rng = np.random.default_rng(self_blend_seed) if self_blend_seed is not None else None
-    rows, ids = [], []
+    rows, keys = [], []
     for vid, part in crops.groupby("video_id", sort=True):
-        for image in decode_crops(part.crop_jpeg):
-            if rng is not None:
-                image = self_blend(image, margins[vid], rng)
+        for frame_index, blob in zip(part.frame_index, part.crop_jpeg):
+            decoded = decode_crops([blob])
+            if not decoded:
+                continue
+            image = decoded[0] if rng is None else self_blend(decoded[0], margins[vid], rng)
             rows.append(crop_descriptor(image, margins[vid]))
-            ids.append(vid)
+            keys.append((vid, int(frame_index)))
     names = descriptor_names()
     table = pd.DataFrame(np.stack(rows) if rows else np.zeros((0, len(names)), np.float32), columns=names)
-    table.insert(0, "video_id", ids)
+    table.insert(0, "frame_index", pd.Series([k[1] for k in keys], dtype="int64"))
+    table.insert(0, "video_id", pd.Series([k[0] for k in keys], dtype=object))
     return table

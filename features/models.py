@@ -1,4 +1,5 @@
-"""Real/fake classifiers: calibrated gradient boosting on per-video features, and a small Keras CNN on face crops.
+"""Real/fake classifiers: calibrated gradient boosting on per-video features, and a small Keras CNN on face crops
+(the frame-level models on crop descriptors live in features.crop_models).
 
 Models are saved in formats that load without running arbitrary code: skops (with an allow-list of
 scikit-learn types) for the gradient-boosted pipeline, Keras `.keras` loaded with safe_mode for the CNN.
@@ -210,77 +211,3 @@ def load_cnn(path: str | Path) -> CnnModel:
     calibration = json.loads(Path(str(path) + ".calibration.json").read_text())
     return CnnModel(network, float(calibration["scale"]), float(calibration["shift"]))
 
-
-# --- the frame-level texture model -------------------------------------------------------------------------
-
-
-@dataclass
-class CropModel:
-    """Boosting on per-crop descriptors (features.crop_descriptors) plus a Platt scaling of video mean logits."""
-
-    classifier: HistGradientBoostingClassifier
-    scale: float = 1.0
-    shift: float = 0.0
-
-
-def _crop_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
-    model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=20,
-                                           l2_regularization=1.0, random_state=seed)
-    return model.fit(x, y)
-
-
-def crop_mean_logits(classifier, descriptors: pd.DataFrame) -> pd.Series:
-    """Mean frame logit per video of a descriptor table (video_id + descriptor columns)."""
-    if descriptors.empty:
-        return pd.Series(dtype=float)
-    p = np.clip(classifier.predict_proba(descriptors.drop(columns="video_id").to_numpy())[:, 1], 1e-4, 1 - 1e-4)
-    return pd.Series(np.log(p / (1 - p)), index=descriptors.video_id.to_numpy()).groupby(level=0).mean()
-
-
-def fit_crop_gbm(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], seed: int = 0,
-                 blended: pd.DataFrame | None = None) -> CropModel:
-    """Fit on every crop labelled as its video; `blended` rows (self-blended REAL crops) join as FAKE.
-
-    The video score is the sigmoid of the mean frame logit, calibrated on out-of-fold mean logits of the
-    training videos (3 folds by leakage group): in-sample logits would be overconfident.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    from features.evaluation import grouped_folds
-
-    def fit(videos: set[str]) -> HistGradientBoostingClassifier:
-        rows = descriptors[descriptors.video_id.isin(videos)]
-        x, y = rows.drop(columns="video_id").to_numpy(), rows.video_id.map(labels).to_numpy(int)
-        if blended is not None:
-            extra = blended[blended.video_id.isin({v for v in videos if labels[v] == 0})]
-            x = np.concatenate([x, extra.drop(columns="video_id").to_numpy()])
-            y = np.concatenate([y, np.ones(len(extra), int)])
-        return _crop_classifier(x, y, seed)
-
-    vids = np.array(sorted(labels))
-    inner = grouped_folds(np.array([labels[v] for v in vids]), np.array([groups[v] for v in vids]), 3, seed=seed)
-    held = pd.concat([crop_mean_logits(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))])
-                      for f in np.unique(inner)])
-    platt = LogisticRegression(C=1.0).fit(held.to_numpy()[:, None], held.index.map(labels).to_numpy())
-    return CropModel(fit(set(vids)), float(platt.coef_[0, 0]), float(platt.intercept_[0]))
-
-
-def crop_video_scores(model: CropModel, descriptors: pd.DataFrame, video_ids: list[str]) -> dict[str, float]:
-    """P(FAKE) per video (NaN for a video without crops)."""
-    logits = crop_mean_logits(model.classifier, descriptors[descriptors.video_id.isin(set(video_ids))])
-    z = model.scale * logits + model.shift
-    scores = dict(zip(logits.index, 1 / (1 + np.exp(-z.clip(-30, 30)))))
-    return {v: float(scores.get(v, math.nan)) for v in video_ids}
-
-
-def save_crop_gbm(model: CropModel, path: str | Path) -> None:
-    """The classifier as skops, its calibration as JSON beside it."""
-    import skops.io as sio
-
-    sio.dump(model.classifier, str(path))
-    Path(str(path) + ".calibration.json").write_text(json.dumps({"scale": model.scale, "shift": model.shift}))
-
-
-def load_crop_gbm(path: str | Path) -> CropModel:
-    calibration = json.loads(Path(str(path) + ".calibration.json").read_text())
-    return CropModel(load_gbm(path), float(calibration["scale"]), float(calibration["shift"]))

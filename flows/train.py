@@ -14,7 +14,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from features import FEATURE_CODE_VERSION
+from features import FEATURE_CODE_VERSION, crop_models, models
 from features.cache import CacheStore
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
@@ -23,8 +23,10 @@ from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
 
-MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "cnn": "model.keras"}
-MODEL_LOADERS = {"gbm": "load_gbm", "crop_gbm": "load_crop_gbm", "cnn": "load_cnn"}
+MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
+               "cnn": "model.keras"}
+MODEL_LOADERS = {"gbm": models.load_gbm, "crop_gbm": crop_models.load_crop_gbm,
+                 "crop_linear": crop_models.load_crop_linear, "cnn": models.load_cnn}
 FEATURE_BATCH = 32
 
 
@@ -191,12 +193,10 @@ def _f(value) -> str:
 
 def load_run(run_dir: str):
     """The model card and the model of a run directory, loaded without running code from the files."""
-    from features import models
-
     card = json.loads(read_text(join(run_dir, "model_card.json")))
     name = card["model_file"]
     with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
-        model = getattr(models, MODEL_LOADERS[card["model"]])(local / name)
+        model = MODEL_LOADERS[card["model"]](local / name)
     return card, model
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from features import models
+from features import crop_models, models
 from features.cache import CacheStore
 from features.rundir import join, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
@@ -101,15 +101,18 @@ def crop_descriptors(table: pd.DataFrame, cache: str, self_blend_seed: int | Non
     return descriptor_table(crops, margins, self_blend_seed)
 
 
+CROP_FITS = {"crop_gbm": crop_models.fit_crop_gbm, "crop_linear": crop_models.fit_crop_linear}
+
+
 def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: str, cnn_epochs: int):
     """Fit one model on labelled rows of the video table; returns (model, device)."""
     y = (table.label == "FAKE").to_numpy(int)
     if kind == "gbm":
         return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
-    if kind == "crop_gbm":
+    if kind in CROP_FITS:
         blended = crop_descriptors(table[y == 0], cache, self_blend_seed=seed)
-        return models.fit_crop_gbm(crop_descriptors(table, cache), dict(zip(table.video_id, y)),
-                                   dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended), "CPU"
+        return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y)),
+                               dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended), "CPU"
     store = CacheStore(cache)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(store, list(table.video_id), keys)
@@ -122,8 +125,8 @@ def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarr
     """P(FAKE) for each row of the video table (NaN where the model cannot score it)."""
     if kind == "gbm":
         return model.predict_proba(table[FEATURE_NAMES])[:, 1]
-    if kind == "crop_gbm":
-        scores = models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id))
+    if kind in CROP_FITS:
+        scores = crop_models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id))
         return table.video_id.map(scores).to_numpy(np.float64)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(CacheStore(cache), list(table.video_id), keys)
@@ -154,7 +157,9 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
             y = (table.label == "FAKE").to_numpy(int)
             importances = models.gbm_importances(model, table[FEATURE_NAMES], y, seed=seed)
         elif kind == "crop_gbm":
-            models.save_crop_gbm(model, out / model_file)
+            crop_models.save_crop_gbm(model, out / model_file)
+        elif kind == "crop_linear":
+            crop_models.save_crop_linear(model, out / model_file)
         else:
             models.save_cnn(model, out / model_file)
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,

@@ -1,7 +1,9 @@
 import cv2
 import numpy as np
+import pandas as pd
 
-from features.crop_descriptors import crop_descriptor, descriptor_names
+from features.crop_descriptors import (COOC_BINS, crop_descriptor, descriptor_names, residual_cooccurrence,
+                                       zone_masks)
 from tests.conftest import face_scene
 
 
@@ -22,3 +24,60 @@ def test_a_blurred_face_in_a_sharp_surround_shows_in_the_seam_and_the_spectrum()
     sharp, soft = (dict(zip(names, crop_descriptor(c, 0.3))) for c in (crop, pasted))
     assert soft["seam_sharpness"] < sharp["seam_sharpness"] - 2.0
     assert soft["spectrum_11"] < sharp["spectrum_11"] - 1.0
+
+
+def test_a_flat_image_puts_every_residual_triple_in_the_zero_bin():
+    grey = np.full((40, 40), 128.0, np.float32)
+    mask = np.ones((40, 40), bool)
+    hist = residual_cooccurrence(grey, mask, 1.0)
+    assert hist.shape == (COOC_BINS,) and np.isclose(hist.sum(), 1.0)
+    assert hist.max() == 1.0 and np.count_nonzero(hist) == 1
+    assert not residual_cooccurrence(grey, np.zeros((40, 40), bool), 1.0).any()  # empty zone: all zeros
+
+
+def test_cooccurrences_are_symmetric_in_sign_and_direction_and_see_the_step():
+    rng = np.random.default_rng(1)
+    grey = cv2.GaussianBlur(rng.normal(128, 20, (64, 64)), (0, 0), 0.8).astype(np.float32)
+    mask = np.ones((64, 64), bool)
+    hist = residual_cooccurrence(grey, mask, 1.0)
+    assert np.allclose(hist, residual_cooccurrence(255 - grey, mask, 1.0))
+    assert np.allclose(hist, residual_cooccurrence(grey[:, ::-1].copy(), mask, 1.0))
+    coarse = residual_cooccurrence(grey, mask, 2.0)
+    zero_bin = int(np.argmax(residual_cooccurrence(np.zeros((8, 8), np.float32), np.ones((8, 8), bool), 1.0)))
+    assert coarse[zero_bin] > hist[zero_bin]  # a coarser step maps more residuals to zero
+
+
+def test_noise_blended_into_the_band_changes_only_the_band_statistics():
+    rng = np.random.default_rng(2)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (224, 224, 3)).astype(np.uint8), (0, 0), 2.0)
+    centre, band, ring = zone_masks(224, 0.3)
+    assert not (centre & band).any() and not (band & ring).any() and centre.sum() > 0 and ring.sum() > 0
+    noisy = crop.astype(np.int16)
+    noisy[band] += rng.integers(-6, 7, (int(band.sum()), 3)).astype(np.int16)
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    names = descriptor_names()
+    before, after = (dict(zip(names, crop_descriptor(c, 0.3))) for c in (crop, noisy))
+
+    def moved(zone):
+        keys = [n for n in names if n.startswith(f"cooc_{zone}_q1_")]
+        return sum(abs(after[k] - before[k]) for k in keys)
+
+    assert moved("band") > 0.3 and moved("ring") < 0.02 and moved("centre") < 0.05
+
+
+def test_descriptor_table_keys_every_decodable_crop_and_its_self_blended_twin_alike():
+    from features.crop_descriptors import descriptor_table
+    from features.crops import encode_jpeg
+
+    crop = cv2.resize(face_scene(320, 320)[40:280, 20:260], (96, 96))
+    crops = pd.DataFrame({"video_id": ["b", "a", "a", "a"], "frame_index": [5, 30, 0, 60],
+                          "crop_jpeg": [encode_jpeg(crop, 90), encode_jpeg(crop, 90), encode_jpeg(crop[::-1], 90),
+                                        b"not a jpeg"]})
+    plain = descriptor_table(crops, {"a": 0.3, "b": 0.3})
+    blended = descriptor_table(crops, {"a": 0.3, "b": 0.3}, self_blend_seed=0)
+    assert list(plain.columns) == ["video_id", "frame_index", *descriptor_names()]
+    assert plain[["video_id", "frame_index"]].values.tolist() == [["a", 30], ["a", 0], ["b", 5]]  # bad JPEG dropped
+    assert blended[["video_id", "frame_index"]].equals(plain[["video_id", "frame_index"]])
+    assert not np.allclose(blended[descriptor_names()].to_numpy(), plain[descriptor_names()].to_numpy())
+    assert np.allclose(descriptor_table(crops, {"a": 0.3, "b": 0.3}, self_blend_seed=0)[descriptor_names()],
+                       blended[descriptor_names()])  # same seed, same synthetic fakes

@@ -196,14 +196,15 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     assert predictions.filename.tolist() == ["clip.mp4"] and 0.0 <= predictions.label[0] <= 1.0
 
 
-def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_path):
+@pytest.mark.parametrize("kind, files", [("crop_gbm", {"model_crops.skops", "model_crops.skops.calibration.json"}),
+                                         ("crop_linear", {"model_crops_linear.json"})])
+def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_path, kind, files):
     _, cache = demo_cache
     run = tmp_path / "crop"
-    metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), model="crop_gbm", folds=2, workers=2))
-    assert metrics["model"] == "crop_gbm" and metrics["overall"]["n"] == 20
+    metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), model=kind, folds=2, workers=2))
+    assert metrics["model"] == kind and metrics["overall"]["n"] == 20
     assert metrics["overall"]["log_loss"] < 1.0 and 0.0 <= metrics["overall"]["roc_auc"] <= 1.0
-    assert {p.name for p in run.iterdir()} >= {"model_crops.skops", "model_crops.skops.calibration.json",
-                                              "model_card.json", "metrics.json", "oof_predictions.csv"}
+    assert {p.name for p in run.iterdir()} >= files | {"model_card.json", "metrics.json", "oof_predictions.csv"}
     card, model = load_run(str(run))
     table = video_table(CacheStore(str(cache)))
     scored = score_table(card, model, table, str(cache))

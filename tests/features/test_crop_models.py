@@ -1,0 +1,120 @@
+"""Frame-level models on crop descriptors: planted signals, self-blend pairs, calibration, safe round trips."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.crop_descriptors import descriptor_names
+from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear, load_crop_gbm,
+                                  load_crop_linear, save_crop_gbm, save_crop_linear, video_mean_scores)
+
+
+def descriptor_rows(n_videos: int, signal: float, seed: int = 0, column: str = "lbp8_1_0", frames: int = 6):
+    """Videos alternating REAL/FAKE in pairs per leakage group; `column` is shifted by `signal` in the FAKEs."""
+    rng = np.random.default_rng(seed)
+    names = descriptor_names()
+    rows, labels, groups = [], {}, {}
+    for i in range(n_videos):
+        vid, fake = f"v{i}", i % 2
+        labels[vid], groups[vid] = fake, f"g{i // 2}"
+        values = rng.normal(0, 1, (frames, len(names)))
+        values[:, names.index(column)] += signal * fake
+        rows.append(pd.DataFrame(values, columns=names).assign(video_id=vid, frame_index=np.arange(frames) * 10))
+    table = pd.concat(rows, ignore_index=True)
+    return table[["video_id", "frame_index", *names]], labels, groups
+
+
+def blends_of(table: pd.DataFrame, labels: dict, column: str, shift: float) -> pd.DataFrame:
+    """Self-blended stand-ins of the REAL rows: the same keys, `column` shifted."""
+    blended = table[table.video_id.map(labels) == 0].copy()
+    blended[column] += shift
+    return blended
+
+
+def test_crop_gbm_scores_videos_by_their_frames_and_round_trips(tmp_path):
+    train, labels, groups = descriptor_rows(40, signal=3.0)
+    test, test_labels, _ = descriptor_rows(12, signal=3.0, seed=1)
+    model = fit_crop_gbm(train, labels, groups, seed=0)
+    scores = crop_video_scores(model, test, [*sorted(test_labels), "no-crops"])
+    fakes = [scores[v] for v, y in test_labels.items() if y]
+    reals = [scores[v] for v, y in test_labels.items() if not y]
+    assert min(fakes) > max(reals) and np.isnan(scores["no-crops"])
+    assert 0.0 < model.scale  # calibrated on held-out logits: larger mean logit, larger P(FAKE)
+    save_crop_gbm(model, tmp_path / "model_crops.skops")
+    again = crop_video_scores(load_crop_gbm(tmp_path / "model_crops.skops"), test, sorted(test_labels))
+    assert again == {v: scores[v] for v in sorted(test_labels)}
+
+
+def test_self_blended_rows_teach_the_crop_gbm_what_fake_looks_like():
+    train, labels, groups = descriptor_rows(40, signal=0.0)  # the real videos' fakes carry nothing
+    blended = blends_of(train, labels, "spectrum_1", 4.0)  # ... but self-blended crops show a shifted spectrum
+    probe = train[train.video_id.isin(["v0", "v2"])].copy()
+    probe.loc[probe.video_id == "v2", "spectrum_1"] += 4.0
+    with_sbi = video_mean_scores(fit_crop_gbm(train, labels, groups, seed=0, blended=blended), probe)
+    without = video_mean_scores(fit_crop_gbm(train, labels, groups, seed=0), probe)
+    assert with_sbi["v2"] > with_sbi["v0"] + 2.0  # frames that look blended get FAKE logits
+    assert abs(without["v2"] - without["v0"]) < with_sbi["v2"] - with_sbi["v0"]
+
+
+def test_blend_differences_pair_each_blend_with_its_own_source_crop():
+    train, labels, _ = descriptor_rows(4, signal=0.0)
+    blended = blends_of(train, labels, "cooc_band_q1_0", 0.5).sample(frac=1.0, random_state=0)  # any row order
+    blended = blended[blended.frame_index != 20]
+    real = train[train.video_id.map(labels) == 0]
+    diff = blend_differences(real.iloc[::-1], blended, descriptor_names())
+    assert diff.shape == (len(blended), len(descriptor_names()))
+    column = descriptor_names().index("cooc_band_q1_0")
+    assert np.allclose(diff[:, column], 0.5) and np.allclose(np.delete(diff, column, axis=1), 0.0)
+
+
+def test_crop_linear_learns_from_blend_pairs_what_identity_noise_hides(tmp_path):
+    """Each video has its own large offset on a column (identity, lighting); blending adds a small shift to it.
+    Across single crops the shift drowns in the offsets; within a pair it is all that differs."""
+    column = "cooc_centre_q1_3"
+    train, labels, groups = descriptor_rows(40, signal=0.0)
+    rng = np.random.default_rng(3)
+    offsets = {v: rng.normal(0, 6.0) for v in labels}
+    train[column] += train.video_id.map(offsets)
+    blended = blends_of(train, labels, column, 1.0)
+    model = fit_crop_linear(train, labels, groups, seed=0, blended=blended)
+    weights = dict(zip(model.columns, model.weights))
+    assert weights[column] == max(weights.values()) and weights[column] > 0
+    assert sorted(weights, key=lambda c: abs(weights[c]))[-1] == column
+
+    probe = train[train.video_id == "v0"]
+    shifted = probe.assign(**{column: probe[column] + 1.0, "video_id": "v0-blended"})
+    means = video_mean_scores(model, pd.concat([probe, shifted]))
+    assert means["v0-blended"] > means["v0"] + 0.1  # +1 on a column whose spread is about 6
+    scores = crop_video_scores(model, pd.concat([probe, shifted]), ["v0", "v0-blended"])
+
+    save_crop_linear(model, tmp_path / "model_crops_linear.json")
+    saved = json.loads((tmp_path / "model_crops_linear.json").read_text())  # plain JSON: nothing to execute
+    assert saved["columns"] == descriptor_names() and len(saved["weights"]) == len(descriptor_names())
+    again = load_crop_linear(tmp_path / "model_crops_linear.json")
+    assert crop_video_scores(again, pd.concat([probe, shifted]), ["v0", "v0-blended"]) == scores
+
+
+def test_crop_linear_separates_planted_fakes_and_calibrates_them():
+    # 280 columns of which one carries the label: enough crops that the noise columns average out
+    train, labels, groups = descriptor_rows(60, signal=2.0, frames=16)
+    test, test_labels, _ = descriptor_rows(12, signal=2.0, seed=1, frames=16)
+    model = fit_crop_linear(train, labels, groups, seed=0)
+    scores = crop_video_scores(model, test, sorted(test_labels))
+    fakes = [scores[v] for v, y in test_labels.items() if y]
+    reals = [scores[v] for v, y in test_labels.items() if not y]
+    assert min(fakes) > max(reals) and np.mean(fakes) > 0.8 and np.mean(reals) < 0.2 and model.scale > 0
+
+
+def test_a_model_refuses_descriptors_without_its_columns(tmp_path):
+    train, labels, groups = descriptor_rows(20, signal=2.0)
+    model = fit_crop_linear(train, labels, groups, seed=0)
+    with pytest.raises(ValueError, match="lack 1 columns the model was trained on .first: cooc_ring_q2_5.*retrain"):
+        crop_video_scores(model, train.drop(columns="cooc_ring_q2_5"), ["v0"])
+    broken = tmp_path / "broken.json"
+    save_crop_linear(model, broken)
+    saved = json.loads(broken.read_text())
+    broken.write_text(json.dumps({**saved, "weights": saved["weights"][:-1]}))
+    with pytest.raises(ValueError, match="one value per column"):
+        load_crop_linear(broken)
