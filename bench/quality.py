@@ -268,6 +268,19 @@ def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: 
     return result
 
 
+def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> dict[str, float]:
+    """What crop_linear looks at: its weight per descriptor block when fitted on every usable clip."""
+    from features import crop_models
+
+    usable = frame[frame.status == "ok"]
+    descriptors = _crop_descriptors(cache)
+    model = crop_models.fit_crop_linear(descriptors[descriptors.video_id.isin(set(usable.video_id))],
+                                        dict(zip(usable.video_id, _y(usable))),
+                                        dict(zip(usable.video_id, usable.leakage_group)), seed=seed,
+                                        blended=_crop_descriptors(cache, True))
+    return crop_models.weight_shares(model)
+
+
 # ----------------------------------------------------------------------------------------------- report
 SECTIONS = [("all", "all clips, grouped CV"), ("ffpp_c23", "FF++ c23"), ("ffpp_c40", "FF++ c40"),
             ("cross_compression", "c23 -> c40"), ("ffpp_to_dfdc", "FF++ -> DFDC"),
@@ -364,6 +377,10 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     for name in args.models:
         print(breakdown_tables(runs, name))
+    shares = linear_weight_shares(frame, args.cache, args.seeds[0]) if "crop_linear" in args.models else {}
+    if shares:
+        print("crop_linear fitted on every usable clip: share of |weight| per descriptor block\n")
+        print(table([{"block": k, "share": v} for k, v in shares.items()], ["block", "share"]))
     path = write_json(args.out, {
         "datasets": datasets, "cache": args.cache, "detector": args.detector, "folds": args.folds,
         "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame),
@@ -371,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
         "evaluate_s": round(time.perf_counter() - started, 1), "targets": verdicts,
         "runs": [{k: v for k, v in r.items() if k != "oof"} for r in runs],
         "oof_seed0": {r["model"]: r["oof"] for r in runs if r["seed"] == args.seeds[0]},
+        "crop_linear_weight_shares": shares,
     })
     print(f"\nwrote {path}")
     return {"runs": runs, "targets": verdicts, "json": str(path)}

@@ -4,9 +4,10 @@ Computed on stored JPEG crops (no decoding of videos):
 - texture: uniform LBP histograms at two radii and the radial power spectrum of the face box resampled to
   128 px (so the source resolution is normalised away first), plus the blending-seam contrasts (sharpness,
   noise, chroma) of the face against the ring around it;
-- residual co-occurrences: histograms of triples of quantised second-order residuals (the SPAM features of
-  steganalysis) in three zones of the crop: the face centre, the band where face swaps blend, and the ring
-  outside the face box. Blending and re-synthesis change these statistics inside the face but not outside.
+- residual co-occurrences: histograms of triples of quantised first- and second-order pixel differences (the
+  SPAM features of steganalysis) in three zones of the crop: the face centre, the band where face swaps blend,
+  and the ring outside the face box. Blending and re-synthesis change these statistics inside the face but
+  not outside.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
 # Zones by distance from the crop centre (Chebyshev), in units of half the face box side.
 ZONES = {"centre": (0.0, 0.5), "band": (0.5, 0.9), "ring": (1.0, None)}
+RESIDUAL_ORDERS = (2, 1)  # orders of the pixel differences whose co-occurrences are counted
 RESIDUAL_STEPS = (1.0, 2.0)  # quantisation steps of the residual, in grey levels
 _TRUNCATE = 2  # residuals are clipped to [-2, 2] steps: 5 values, 125 triples
 
@@ -50,7 +52,8 @@ def texture_names() -> list[str]:
 
 
 def cooccurrence_names() -> list[str]:
-    return [f"cooc_{zone}_q{step:g}_{i}" for zone in ZONES for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
+    return [f"cooc_d{order}_{zone}_q{step:g}_{i}" for order in RESIDUAL_ORDERS for zone in ZONES
+            for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
 
 
 def descriptor_names() -> list[str]:
@@ -70,16 +73,18 @@ def zone_masks(side: int, margin: float) -> tuple[np.ndarray, ...]:
     return masks
 
 
-def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float) -> np.ndarray:
-    """Normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised second-order
-    residuals whose pixels all lie inside `mask`; all zeros when none does."""
+def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int = 2) -> np.ndarray:
+    """Normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised `order`-th differences
+    whose pixels all lie inside `mask`; all zeros when none does."""
     n = 2 * _TRUNCATE + 1
     counts = np.zeros(n ** 3)
     for image, inside in ((grey, mask), (grey.T, mask.T)):
-        residual = image[:, :-2] - 2 * image[:, 1:-1] + image[:, 2:]
-        q = np.clip(np.rint(residual / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
-        triples = q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]  # residual i is centred on pixel i + 1
-        valid = inside[:, 1:-3] & inside[:, 2:-2] & inside[:, 3:-1]
+        q = np.clip(np.rint(np.diff(image, n=order, axis=1) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
+        triples = q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]
+        width = triples.shape[1]
+        valid = np.ones(triples.shape, bool)
+        for offset in range(order + 3):  # a triple spans order + 3 pixels
+            valid &= inside[:, offset:offset + width]
         counts += np.bincount(triples[valid], minlength=n ** 3)
     hist = np.bincount(_BIN_OF_TRIPLE, counts, COOC_BINS)
     return hist / hist.sum() if hist.sum() else hist
@@ -102,9 +107,10 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     values += [sharp, noise, *chroma.tolist()]
     values += cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[inner].std(0).tolist()
     grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    for mask in zone_masks(crop_bgr.shape[0], float(margin)):
-        for step in RESIDUAL_STEPS:
-            values += residual_cooccurrence(grey, mask, step).tolist()
+    for order in RESIDUAL_ORDERS:
+        for mask in zone_masks(crop_bgr.shape[0], float(margin)):
+            for step in RESIDUAL_STEPS:
+                values += residual_cooccurrence(grey, mask, step, order).tolist()
     return np.asarray(values, np.float32)
 
 

@@ -155,6 +155,24 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
     return _calibrated(fit, descriptors, labels, groups, seed)
 
 
+def descriptor_block(column: str) -> str:
+    """The family a descriptor column belongs to: LBP, spectrum, seam/colour, or residual order + zone."""
+    if column.startswith("cooc_"):
+        _, order, zone, _step, _bin = column.split("_")
+        return f"residual {order} {zone}"
+    if column.startswith("lbp"):
+        return "LBP"
+    return "spectrum" if column.startswith("spectrum") else "seam/colour"
+
+
+def weight_shares(model: CropLinearModel) -> dict[str, float]:
+    """Share of the scorer's total |weight| (on standardised descriptors) per descriptor block, largest first:
+    what the model looks at."""
+    shares = pd.Series(np.abs(model.weights), index=[descriptor_block(c) for c in model.columns]).groupby(level=0).sum()
+    shares = shares / shares.sum()
+    return {k: round(float(v), 4) for k, v in shares.sort_values(ascending=False).items()}
+
+
 def save_crop_gbm(model: CropModel, path: str | Path) -> None:
     """The classifier as skops, its calibration and columns as JSON beside it."""
     import skops.io as sio

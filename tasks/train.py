@@ -160,6 +160,7 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
             crop_models.save_crop_gbm(model, out / model_file)
         elif kind == "crop_linear":
             crop_models.save_crop_linear(model, out / model_file)
+            importances = crop_models.weight_shares(model)
         else:
             models.save_cnn(model, out / model_file)
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,

@@ -59,7 +59,7 @@ def test_noise_blended_into_the_band_changes_only_the_band_statistics():
     before, after = (dict(zip(names, crop_descriptor(c, 0.3))) for c in (crop, noisy))
 
     def moved(zone):
-        keys = [n for n in names if n.startswith(f"cooc_{zone}_q1_")]
+        keys = [n for n in names if n.startswith(f"cooc_d2_{zone}_q1_")]
         return sum(abs(after[k] - before[k]) for k in keys)
 
     assert moved("band") > 0.3 and moved("ring") < 0.02 and moved("centre") < 0.05
@@ -81,3 +81,14 @@ def test_descriptor_table_keys_every_decodable_crop_and_its_self_blended_twin_al
     assert not np.allclose(blended[descriptor_names()].to_numpy(), plain[descriptor_names()].to_numpy())
     assert np.allclose(descriptor_table(crops, {"a": 0.3, "b": 0.3}, self_blend_seed=0)[descriptor_names()],
                        blended[descriptor_names()])  # same seed, same synthetic fakes
+
+
+def test_a_ramp_is_flat_to_second_differences_but_not_to_first():
+    ramp = np.tile(np.arange(40, dtype=np.float32), (40, 1))  # +1 grey level per pixel, left to right
+    ramp = ramp + ramp.T  # and top to bottom
+    mask = np.ones((40, 40), bool)
+    flat_bin = int(np.argmax(residual_cooccurrence(np.zeros((8, 8), np.float32), np.ones((8, 8), bool), 1.0)))
+    second, first = (residual_cooccurrence(ramp, mask, 1.0, order) for order in (2, 1))
+    assert second[flat_bin] == 1.0
+    assert first[flat_bin] == 0.0 and first.max() == 1.0  # every triple is (1, 1, 1): one other class
+    assert residual_cooccurrence(ramp, mask, 4.0, 1)[flat_bin] == 1.0  # a step of 4 rounds 1/4 to 0

@@ -60,19 +60,19 @@ def test_self_blended_rows_teach_the_crop_gbm_what_fake_looks_like():
 
 def test_blend_differences_pair_each_blend_with_its_own_source_crop():
     train, labels, _ = descriptor_rows(4, signal=0.0)
-    blended = blends_of(train, labels, "cooc_band_q1_0", 0.5).sample(frac=1.0, random_state=0)  # any row order
+    blended = blends_of(train, labels, "cooc_d2_band_q1_0", 0.5).sample(frac=1.0, random_state=0)  # any row order
     blended = blended[blended.frame_index != 20]
     real = train[train.video_id.map(labels) == 0]
     diff = blend_differences(real.iloc[::-1], blended, descriptor_names())
     assert diff.shape == (len(blended), len(descriptor_names()))
-    column = descriptor_names().index("cooc_band_q1_0")
+    column = descriptor_names().index("cooc_d2_band_q1_0")
     assert np.allclose(diff[:, column], 0.5) and np.allclose(np.delete(diff, column, axis=1), 0.0)
 
 
 def test_crop_linear_learns_from_blend_pairs_what_identity_noise_hides(tmp_path):
     """Each video has its own large offset on a column (identity, lighting); blending adds a small shift to it.
     Across single crops the shift drowns in the offsets; within a pair it is all that differs."""
-    column = "cooc_centre_q1_3"
+    column = "cooc_d2_centre_q1_3"
     train, labels, groups = descriptor_rows(40, signal=0.0)
     rng = np.random.default_rng(3)
     offsets = {v: rng.normal(0, 6.0) for v in labels}
@@ -110,11 +110,25 @@ def test_crop_linear_separates_planted_fakes_and_calibrates_them():
 def test_a_model_refuses_descriptors_without_its_columns(tmp_path):
     train, labels, groups = descriptor_rows(20, signal=2.0)
     model = fit_crop_linear(train, labels, groups, seed=0)
-    with pytest.raises(ValueError, match="lack 1 columns the model was trained on .first: cooc_ring_q2_5.*retrain"):
-        crop_video_scores(model, train.drop(columns="cooc_ring_q2_5"), ["v0"])
+    with pytest.raises(ValueError, match="lack 1 columns the model was trained on .first: cooc_d2_ring_q2_5.*retrain"):
+        crop_video_scores(model, train.drop(columns="cooc_d2_ring_q2_5"), ["v0"])
     broken = tmp_path / "broken.json"
     save_crop_linear(model, broken)
     saved = json.loads(broken.read_text())
     broken.write_text(json.dumps({**saved, "weights": saved["weights"][:-1]}))
     with pytest.raises(ValueError, match="one value per column"):
         load_crop_linear(broken)
+
+
+def test_weight_shares_name_the_block_the_model_looks_at():
+    from features.crop_models import descriptor_block, weight_shares
+
+    assert descriptor_block("cooc_d1_band_q2_7") == "residual d1 band"
+    assert [descriptor_block(c) for c in ("lbp16_2_3", "spectrum_4", "seam_noise", "face_l_std")] == \
+        ["LBP", "spectrum", "seam/colour", "seam/colour"]
+    train, labels, groups = descriptor_rows(60, signal=3.0, column="cooc_d1_centre_q1_4", frames=16)
+    shares = weight_shares(fit_crop_linear(train, labels, groups, seed=0))
+    assert np.isclose(sum(shares.values()), 1.0, atol=1e-3)
+    per_column = {block: share / sum(descriptor_block(c) == block for c in descriptor_names())
+                  for block, share in shares.items()}
+    assert max(per_column, key=per_column.get) == "residual d1 centre"

@@ -206,6 +206,9 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     assert metrics["overall"]["log_loss"] < 1.0 and 0.0 <= metrics["overall"]["roc_auc"] <= 1.0
     assert {p.name for p in run.iterdir()} >= files | {"model_card.json", "metrics.json", "oof_predictions.csv"}
     card, model = load_run(str(run))
+    if kind == "crop_linear":  # what the model looks at, per descriptor block, in the model card
+        shares = card["feature_importance"]
+        assert {"LBP", "residual d1 band", "residual d2 ring"} <= set(shares) and abs(sum(shares.values()) - 1) < 1e-3
     table = video_table(CacheStore(str(cache)))
     scored = score_table(card, model, table, str(cache))
     ok = scored.status == "ok"
