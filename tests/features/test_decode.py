@@ -1,6 +1,5 @@
 import subprocess
 
-import cv2
 import numpy as np
 import pytest
 
