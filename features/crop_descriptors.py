@@ -73,21 +73,32 @@ def zone_masks(side: int, margin: float) -> tuple[np.ndarray, ...]:
     return masks
 
 
-def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int = 2) -> np.ndarray:
-    """Normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised `order`-th differences
-    whose pixels all lie inside `mask`; all zeros when none does."""
+def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2) -> list[np.ndarray]:
+    """For each mask, the normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised
+    `order`-th differences whose pixels all lie inside it; all zeros for a mask that holds no triple.
+    The differences are quantised once for all masks."""
     n = 2 * _TRUNCATE + 1
-    counts = np.zeros(n ** 3)
-    for image, inside in ((grey, mask), (grey.T, mask.T)):
+    counts = np.zeros((len(masks), n ** 3))
+    for image, transposed in ((grey, False), (grey.T, True)):
         q = np.clip(np.rint(np.diff(image, n=order, axis=1) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
         triples = q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]
         width = triples.shape[1]
-        valid = np.ones(triples.shape, bool)
-        for offset in range(order + 3):  # a triple spans order + 3 pixels
-            valid &= inside[:, offset:offset + width]
-        counts += np.bincount(triples[valid], minlength=n ** 3)
-    hist = np.bincount(_BIN_OF_TRIPLE, counts, COOC_BINS)
-    return hist / hist.sum() if hist.sum() else hist
+        for k, mask in enumerate(masks):
+            inside = mask.T if transposed else mask
+            valid = np.ones(triples.shape, bool)
+            for offset in range(order + 3):  # a triple spans order + 3 pixels
+                valid &= inside[:, offset:offset + width]
+            counts[k] += np.bincount(triples[valid], minlength=n ** 3)
+    hists = []
+    for row in counts:
+        hist = np.bincount(_BIN_OF_TRIPLE, row, COOC_BINS)
+        hists.append(hist / hist.sum() if hist.sum() else hist)
+    return hists
+
+
+def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int = 2) -> np.ndarray:
+    """residual_cooccurrences for one mask."""
+    return residual_cooccurrences(grey, [mask], step, order)[0]
 
 
 def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
@@ -107,10 +118,12 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     values += [sharp, noise, *chroma.tolist()]
     values += cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)[inner].std(0).tolist()
     grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    zones = zone_masks(crop_bgr.shape[0], float(margin))
     for order in RESIDUAL_ORDERS:
-        for mask in zone_masks(crop_bgr.shape[0], float(margin)):
-            for step in RESIDUAL_STEPS:
-                values += residual_cooccurrence(grey, mask, step, order).tolist()
+        per_step = [residual_cooccurrences(grey, zones, step, order) for step in RESIDUAL_STEPS]
+        for zone in range(len(zones)):  # column order: order, zone, step (cooccurrence_names)
+            for hists in per_step:
+                values += hists[zone].tolist()
     return np.asarray(values, np.float32)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -54,7 +55,12 @@ class CropLinearModel:
     shift: float = 0.0
 
     def frame_scores(self, descriptors: pd.DataFrame) -> np.ndarray:
-        return ((_matrix(descriptors, self.columns) - self.mean) / self.std) @ self.weights
+        return _standardised(_matrix(descriptors, self.columns), self.mean, self.std) @ self.weights
+
+
+def _standardised(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std, a missing value (NaN: e.g. the seam contrasts of a crop without margin) at the mean."""
+    return np.nan_to_num((x - mean) / std, nan=0.0)
 
 
 def _matrix(descriptors: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -141,12 +147,14 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
     def fit(videos: set[str]) -> CropLinearModel:
         rows = descriptors[descriptors.video_id.isin(videos)]
         x = _matrix(rows, columns)
-        mean, std = x.mean(0), x.std(0) + 1e-6
+        with warnings.catch_warnings():  # a column with no value at all gets mean 0, std 1e-6
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nan_to_num(np.nanmean(x, 0)), np.nan_to_num(np.nanstd(x, 0)) + 1e-6
         extra = _blended_of_reals(blended, rows, videos, labels)
         singles = np.concatenate([x, _matrix(extra, columns)])
         y = np.concatenate([rows.video_id.map(labels).to_numpy(int), np.ones(len(extra), int)])
-        diff = blend_differences(rows, extra, columns) / std
-        design = np.concatenate([np.c_[(singles - mean) / std, np.ones(len(singles))],
+        diff = np.nan_to_num(blend_differences(rows, extra, columns) / std, nan=0.0)
+        design = np.concatenate([np.c_[_standardised(singles, mean, std), np.ones(len(singles))],
                                  np.c_[diff, np.zeros(len(diff))], np.c_[-diff, np.zeros(len(diff))]])
         target = np.concatenate([y, np.ones(len(diff), int), np.zeros(len(diff), int)])
         solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed).fit(design, target)

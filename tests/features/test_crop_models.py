@@ -132,3 +132,15 @@ def test_weight_shares_name_the_block_the_model_looks_at():
     per_column = {block: share / sum(descriptor_block(c) == block for c in descriptor_names())
                   for block, share in shares.items()}
     assert max(per_column, key=per_column.get) == "residual d1 centre"
+
+
+def test_crop_linear_takes_crops_whose_seam_contrasts_are_missing():
+    """A crop stored without margin has no ring: its seam contrasts are NaN. They count as the training mean."""
+    train, labels, groups = descriptor_rows(40, signal=3.0)
+    train[["seam_sharpness", "seam_noise"]] = np.nan
+    train.loc[train.index % 3 == 0, "seam_a"] = np.nan
+    model = fit_crop_linear(train, labels, groups, seed=0, blended=blends_of(train, labels, "lbp8_1_1", 1.0))
+    assert np.isfinite(model.weights).all() and np.isfinite(model.mean).all()
+    scores = crop_video_scores(model, train, sorted(labels))
+    assert all(0.0 < p < 1.0 for p in scores.values())
+    assert np.mean([scores[v] for v in labels if labels[v]]) > np.mean([scores[v] for v in labels if not labels[v]]) + 0.5
