@@ -79,10 +79,10 @@ class TrainConfig(BaseModel):
     cache: str = Field(..., description="Cache written by `dfp extract` (local path or fsspec URL).")
     out: str = Field(..., description="Run directory for metrics, plots, predictions and the model.")
     model: Literal["gbm", "crop_gbm", "crop_linear", "cnn"] = Field(
-        "gbm", description="gbm: calibrated gradient boosting on per-video features; crop_gbm: boosting on per-crop "
-                           "texture descriptors with self-blended fakes, mean frame logit; crop_linear: linear scorer "
-                           "on texture + residual co-occurrence descriptors, trained on crops and self-blend pairs; "
-                           "cnn: Keras CNN on face crops.")
+        "crop_linear", description="crop_linear (default, the best on real clips): linear scorer on texture + residual "
+                                   "co-occurrence descriptors of the face crops, trained on crops and self-blend pairs; "
+                                   "gbm: calibrated gradient boosting on per-video features; crop_gbm: boosting on "
+                                   "per-crop texture descriptors with self-blended fakes; cnn: Keras CNN on face crops.")
     folds: int = Field(5, ge=2, description="Grouped cross-validation folds (by leakage group).")
     holdout: bool = Field(False, description="Use the metadata split instead of CV: split=train trains, "
                                              "every other split validates.")

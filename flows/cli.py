@@ -210,10 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "predictions), then the final model fitted on every labelled video.")
     train.add_argument("cache", metavar="CACHE")
     train.add_argument("--out", required=True, metavar="RUN", help="Run directory.")
-    train.add_argument("--model", choices=["gbm", "crop_gbm", "crop_linear", "cnn"], default="gbm",
-                       help="Classifier (default: gbm; crop_gbm: per-crop texture model with self-blended fakes; "
-                            "crop_linear: linear model on crop texture and residual statistics, trained on "
-                            "self-blend pairs too: the best on real clips, see bench/quality.py).")
+    train.add_argument("--model", choices=["gbm", "crop_gbm", "crop_linear", "cnn"], default="crop_linear",
+                       help="Classifier (default: crop_linear, linear model on crop texture and residual statistics "
+                            "trained with self-blend pairs, the best on real clips (bench/quality.py); gbm: boosting "
+                            "on per-video features; crop_gbm: per-crop texture boosting with self-blended fakes; "
+                            "cnn: Keras CNN on crops).")
     train.add_argument("--folds", type=int, default=5, help="Grouped CV folds (default: 5).")
     train.add_argument("--holdout", action="store_true", help="Validate on the metadata split instead of CV.")
     train.add_argument("--seed", type=int, default=0, help="Seed (default: 0).")

@@ -10,6 +10,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from features.config import TrainConfig
 from flows.cli import build_parser
 from tests.conftest import REPO, shared_dataset
 
@@ -130,3 +131,9 @@ def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp
     assert result.returncode == 2
     assert "dfp extract: error: extract refused: another run is writing to" in result.stderr
     assert not (cache / "videos").exists()  # nothing was written
+
+
+def test_train_defaults_to_the_best_measured_model():
+    args = build_parser().parse_args(["train", "cache", "--out", "run"])
+    assert args.model == "crop_linear" and args.folds == 5
+    assert TrainConfig(cache="cache", out="run").model == "crop_linear"

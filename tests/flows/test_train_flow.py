@@ -159,7 +159,8 @@ def test_user_given_split_validates_on_the_other_split(demo_cache, tmp_path):
     # Same contents at a new path with new splits: the cache rows are refreshed, nothing is decoded again.
     summary = extract_flow(ExtractConfig(datasets=[str(moved_data)], cache=str(moved_cache), workers=2))
     assert (summary["extracted"], summary["refreshed"]) == (0, 20)
-    metrics = train_flow(TrainConfig(cache=str(moved_cache), out=str(tmp_path / "run"), holdout=True, workers=2))
+    metrics = train_flow(TrainConfig(cache=str(moved_cache), out=str(tmp_path / "run"), model="gbm", holdout=True,
+                                         workers=2))
     assert metrics["validation"] == "holdout" and metrics["overall"]["n"] == 6
     oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
     assert set(oof.fold) == {0} and len(oof) == 6
@@ -173,7 +174,7 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     videos = pd.read_parquet(f"{cache}/videos")
     assert len(videos) == 8 and (videos.status != "failed").all()
     run = f"{s3_bucket}/runs/first"
-    metrics = train_flow(TrainConfig(cache=cache, out=run, folds=2, workers=2))
+    metrics = train_flow(TrainConfig(cache=cache, out=run, model="gbm", folds=2, workers=2))
     assert metrics["overall"]["n"] == 8
     assert metrics["plots"]["roc"] == f"{run}/plots/roc.png"
     assert len(pd.read_parquet(f"{cache}/features")) == 8
