@@ -98,15 +98,23 @@ def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     return crop_descriptors(videos[videos.status == "ok"], cache, self_blend_seed=0 if self_blended else None)
 
 
-def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False):
-    """features.crop_models' fit for `kind` (what `dfp train --model KIND` fits, there always with self-blending)."""
-    from features import crop_models
+def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool):
+    """tasks.train.CROP_FITS[kind] on the training clips' crops (what `dfp train --model KIND` fits, there always
+    with self-blending)."""
+    from tasks.train import CROP_FITS
 
     descriptors = _crop_descriptors(cache)
-    blended = _crop_descriptors(cache, True) if self_blend else None
-    fit = {"crop_gbm": crop_models.fit_crop_gbm, "crop_linear": crop_models.fit_crop_linear}[kind]
-    model = fit(descriptors[descriptors.video_id.isin(set(train.video_id))], dict(zip(train.video_id, _y(train))),
-                dict(zip(train.video_id, train.leakage_group)), seed=seed, blended=blended)
+    return CROP_FITS[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
+                           dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
+                           seed=seed, blended=_crop_descriptors(cache, True) if self_blend else None)
+
+
+def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False):
+    """The fitted crop model as a predict(test clips) -> P(FAKE) function (unscorable clips 0.5)."""
+    from features import crop_models
+
+    model = _fitted_crop_model(train, seed, cache, kind, self_blend)
+    descriptors = _crop_descriptors(cache)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
         scores = crop_models.crop_video_scores(model, descriptors, list(test.video_id))
@@ -272,12 +280,7 @@ def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> dict[str
     """What crop_linear looks at: its weight per descriptor block when fitted on every usable clip."""
     from features import crop_models
 
-    usable = frame[frame.status == "ok"]
-    descriptors = _crop_descriptors(cache)
-    model = crop_models.fit_crop_linear(descriptors[descriptors.video_id.isin(set(usable.video_id))],
-                                        dict(zip(usable.video_id, _y(usable))),
-                                        dict(zip(usable.video_id, usable.leakage_group)), seed=seed,
-                                        blended=_crop_descriptors(cache, True))
+    model = _fitted_crop_model(frame[frame.status == "ok"], seed, cache, "crop_linear", self_blend=True)
     return crop_models.weight_shares(model)
 
 
