@@ -6,6 +6,7 @@ Layout under the cache root (a local path or any fsspec URL), one Parquet file p
     CACHE/faces/<partition>.parquet    one row per frame per face track, with JPEG crops on sampled frames
     CACHE/ssim/<partition>.parquet     one row per consecutive frame pair per series (track_id -1 = whole frame)
     CACHE/features/<partition>.parquet one row: the per-video feature vector (computed from the three above)
+    CACHE/descriptors/<partition>.parquet  one row per stored main-face crop (and per self-blended copy of it)
 
 Every row carries the video's cache_key. A video counts as cached only when its videos row carries the
 current key; faces and ssim rows of an interrupted write are replaced on the rerun, never appended to.
@@ -31,10 +32,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from features.crop_descriptors import descriptor_names
 from features.video_features import FEATURE_NAMES
 
 LAYOUT_VERSION = 1
-TABLES = ("videos", "faces", "ssim", "features")
+TABLES = ("videos", "faces", "ssim", "features", "descriptors")
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("dataset", pa.string()), ("dataset_format", pa.string()),
@@ -71,7 +73,16 @@ FEATURES_SCHEMA = pa.schema([
     *[(name, pa.float64()) for name in FEATURE_NAMES],
 ])
 
-SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, "features": FEATURES_SCHEMA}
+# Per-crop descriptors of the main face (features.crop_descriptors), and of its self-blended fake (blended) for
+# REAL videos: computed once per video and extraction, read by every fold of every crop model fit.
+DESCRIPTORS_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("cache_key", pa.string()), ("descriptors_version", pa.string()),
+    ("frame_index", pa.int32()), ("blended", pa.bool_()),
+    *[(name, pa.float32()) for name in descriptor_names()],
+])
+
+SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, "features": FEATURES_SCHEMA,
+           "descriptors": DESCRIPTORS_SCHEMA}
 
 # Files up to this size are hashed whole; larger ones by size plus head, middle and tail blocks.
 _FULL_HASH_LIMIT = 32 << 20

@@ -13,12 +13,21 @@ Computed on stored JPEG crops (no decoding of videos):
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import cv2
 import numpy as np
 
-from features.video_features import crop_regions, inner_face_grey, radial_spectrum, seam_contrast
+from features.video_features import (
+    crop_regions,
+    inner_face_grey,
+    radial_spectrum,
+    seam_contrast,
+)
 
+# Bump when a descriptor's values change (names, zones, quantisation, the self-blend): cached descriptors are
+# recomputed from the stored crops.
+DESCRIPTORS_VERSION = "1"
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
 # Zones by distance from the crop centre (Chebyshev), in units of half the face box side.
@@ -127,21 +136,27 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float) -> np.ndarray:
     return np.asarray(values, np.float32)
 
 
-def descriptor_table(crops, margins: dict[str, float], self_blend_seed: int | None = None):
+def blend_rng(video_id: str) -> np.random.Generator:
+    """The self-blend random stream of one video, fixed by its id: its synthetic fakes are the same whichever
+    videos are computed beside it, so they can be cached per video and reused by every fold."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha1(video_id.encode()).digest()[:8], "little"))
+
+
+def descriptor_table(crops, margins: dict[str, float], self_blended: bool = False):
     """One descriptor row per stored crop (columns: video_id, frame_index + descriptor_names()).
 
     `crops` has video_id, frame_index and crop_jpeg; `margins` maps each video to its crop margin. With
-    `self_blend_seed`, each crop is replaced by a self-blended fake of itself first: the same (video_id,
-    frame_index) keys as without, so every synthetic fake pairs with the real crop it was made from.
+    `self_blended`, each crop is replaced by a self-blended fake of itself first (blend_rng of its video): the
+    same (video_id, frame_index) keys as without, so every synthetic fake pairs with the real crop it was made from.
     """
     import pandas as pd
 
     from features.self_blend import self_blend
     from features.video_features import decode_crops
 
-    rng = np.random.default_rng(self_blend_seed) if self_blend_seed is not None else None
     rows, keys = [], []
     for vid, part in crops.groupby("video_id", sort=True):
+        rng = blend_rng(vid) if self_blended else None
         for frame_index, blob in zip(part.frame_index, part.crop_jpeg):
             decoded = decode_crops([blob])
             if not decoded:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from features.crop_descriptors import descriptor_names, texture_names
 
@@ -157,7 +158,8 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
         design = np.concatenate([np.c_[_standardised(singles, mean, std), np.ones(len(singles))],
                                  np.c_[diff, np.zeros(len(diff))], np.c_[-diff, np.zeros(len(diff))]])
         target = np.concatenate([y, np.ones(len(diff), int), np.zeros(len(diff), int)])
-        solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed).fit(design, target)
+        with threadpool_limits(limits=1):  # lbfgs on this thin matrix runs several times slower with a BLAS thread per core
+            solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed).fit(design, target)
         return CropLinearModel(columns, mean, std, solver.coef_[0, :-1].copy())
 
     return _calibrated(fit, descriptors, labels, groups, seed)

@@ -21,24 +21,32 @@ from features.evaluation import check_groups_within_folds, evaluate, grouped_fol
 from features.rundir import fetched, join, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
-from tasks.train import compute_features, fit_final, fit_fold, predict_model, stale_feature_videos, video_table
+from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, predict_model,
+                         stale_descriptor_videos, stale_feature_videos, video_table)
 
 MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
                "cnn": "model.keras"}
 MODEL_LOADERS = {"gbm": models.load_gbm, "crop_gbm": crop_models.load_crop_gbm,
                  "crop_linear": crop_models.load_crop_linear, "cnn": models.load_cnn}
 FEATURE_BATCH = 32
+DESCRIPTOR_BATCH = 8
 
 
-def update_features(store: CacheStore, runner) -> int:
-    """Compute the features of every cached video that lacks current ones, in batches on the task runner."""
-    stale = stale_feature_videos(store)
-    if not stale:
-        return 0
-    with store.run_lock("feature computation"):
-        batches = [stale[i:i + FEATURE_BATCH] for i in range(0, len(stale), FEATURE_BATCH)]
-        futures = [runner.submit(compute_features, parameters={"cache": store.url, "videos": b}) for b in batches]
-        return sum(f.result() for f in futures)
+def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
+    """Compute the per-video features of every cached video that lacks current ones, and for a crop model `kind`
+    the crop descriptors too, in batches on the task runner; returns how many partitions were written."""
+    work = [(compute_features, stale_feature_videos(store), "feature computation", FEATURE_BATCH)]
+    if kind in CROP_FITS:  # about 10 ms per crop and copy: smaller batches spread over the workers
+        work.append((compute_descriptors, stale_descriptor_videos(store), "crop descriptor computation", DESCRIPTOR_BATCH))
+    written = 0
+    for compute, stale, what, size in work:
+        if not stale:
+            continue
+        with store.run_lock(what):
+            batches = [stale[i:i + size] for i in range(0, len(stale), size)]
+            futures = [runner.submit(compute, parameters={"cache": store.url, "videos": b}) for b in batches]
+            written += sum(f.result() for f in futures)
+    return written
 
 
 def gpu_annotation(runner, kind: str):
@@ -100,7 +108,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
     with make_task_runner(config.workers, config.dask_address) as runner:
         if cluster_address(config.dask_address):
             check_shared_storage(runner.client, [config.cache, config.out])
-        computed = update_features(store, runner)
+        computed = update_features(store, runner, config.model)
         table = video_table(store)
         labelled = table[table.label.notna()].reset_index(drop=True)
         if labelled.empty:
@@ -108,7 +116,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
         fold = assign_folds(labelled, config)
         labelled["fold"] = fold
         usable = labelled.status == "ok"
-        logger.info("%d labelled videos (%d usable), %d features computed, %d folds", len(labelled),
+        logger.info("%d labelled videos (%d usable), %d feature/descriptor partitions computed, %d folds", len(labelled),
                     int(usable.sum()), computed, len(np.unique(fold[fold >= 0])))
         common = {"kind": config.model, "cache": config.cache, "seed": config.seed, "cnn_size": config.cnn_size,
                   "cnn_epochs": config.cnn_epochs}
@@ -239,7 +247,7 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
     card, model = load_run(config.run)
     store = CacheStore(config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
-        update_features(store, runner)
+        update_features(store, runner, card["model"])
     table = video_table(store)
     labelled = table[table.label.notna()]
     if labelled.empty:
@@ -276,7 +284,7 @@ def score_flow(config: ScoreConfig) -> dict:
     extract_flow(extract_config)
     store = CacheStore(cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
-        update_features(store, runner)
+        update_features(store, runner, card["model"])
     from features.datasets import discover
 
     wanted = [e.video_id for e in discover(config.videos)]

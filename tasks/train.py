@@ -92,13 +92,67 @@ def training_device() -> str:
     return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
-def crop_descriptors(table: pd.DataFrame, cache: str, self_blend_seed: int | None = None) -> pd.DataFrame:
-    """Per-crop texture descriptors of the main-face crops of the table's videos (self-blended with a seed)."""
-    from features.crop_descriptors import descriptor_table
+def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
+    """Descriptor rows of one video's main-face crops, plus their self-blended copies when the video is REAL."""
+    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_table
 
-    crops = main_crops(CacheStore(cache), list(table.video_id), dict(zip(table.video_id, table.cache_key)))
-    margins = {v: _crop_margin(cache, h) for v, h in zip(table.video_id, table.config_hash)}
-    return descriptor_table(crops, margins, self_blend_seed)
+    vid = video["video_id"]
+    crops = main_crops(store, [vid], {vid: video["cache_key"]})
+    margins = {vid: _crop_margin(store.url, video["config_hash"])}
+    tables = [descriptor_table(crops, margins).assign(blended=False)]
+    if video.get("label") == "REAL":
+        tables.append(descriptor_table(crops, margins, self_blended=True).assign(blended=True))
+    rows = pd.concat(tables, ignore_index=True)
+    return rows.assign(cache_key=video["cache_key"], descriptors_version=DESCRIPTORS_VERSION).to_dict("records")
+
+
+@task(name="compute-descriptors", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
+def compute_descriptors(cache: str, videos: list[dict]) -> int:
+    """Compute and write the crop-descriptor partition of each given video (from its stored crops)."""
+    store = CacheStore(cache)
+    for video in videos:
+        store.write_table("descriptors", video["video_id"], descriptor_rows(store, video))
+    return len(videos)
+
+
+def stale_descriptor_videos(store: CacheStore) -> list[dict]:
+    """Videos with stored crops whose descriptors are missing, from another extraction or older descriptor code,
+    or (for a REAL video) lack the self-blended copies."""
+    from features.crop_descriptors import DESCRIPTORS_VERSION
+
+    videos = store.read("videos", columns=[*VIDEO_COLUMNS, "crops_stored"])
+    videos = videos[(videos.status == "ok") & (videos.crops_stored.fillna(0) > 0)]
+    have = store.read("descriptors", columns=["video_id", "cache_key", "descriptors_version", "blended"],
+                      committed_only=False)
+    have = have[have.descriptors_version == DESCRIPTORS_VERSION]
+    current = have.groupby(["video_id", "cache_key"]).blended.any().rename("_blends").reset_index()
+    merged = videos.merge(current, on=["video_id", "cache_key"], how="left")
+    has_blends = merged._blends.astype("boolean").fillna(False)
+    stale = merged._blends.isna() | ((merged.label == "REAL") & ~has_blends)
+    return merged[stale].drop(columns="_blends").to_dict("records")
+
+
+def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> pd.DataFrame:
+    """Per-crop descriptors of the main-face crops of the table's videos (their self-blended copies with
+    `blended`), read from the cache; a video without current cached ones is computed here (not written)."""
+    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_names
+
+    store = CacheStore(cache)
+    columns = ["video_id", "frame_index", *descriptor_names()]
+    parts = []
+    for video in table.to_dict("records"):
+        part = store.read_partition("descriptors", video["video_id"])
+        part = part[(part.cache_key == video["cache_key"]) & (part.descriptors_version == DESCRIPTORS_VERSION)]
+        if part.empty or (blended and not part.blended.any()):
+            part = pd.DataFrame(descriptor_rows(store, {**video, "label": "REAL" if blended else None}))
+        if not part.empty:
+            parts.append(part[part.blended == blended][columns])
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "video_id" else "int64" if c == "frame_index" else "float32")
+                             for c in columns})
+    out = pd.concat(parts, ignore_index=True)
+    out["frame_index"] = out.frame_index.astype("int64")
+    return out
 
 
 CROP_FITS = {"crop_gbm": crop_models.fit_crop_gbm, "crop_linear": crop_models.fit_crop_linear}
@@ -110,7 +164,7 @@ def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
     if kind == "gbm":
         return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
     if kind in CROP_FITS:
-        blended = crop_descriptors(table[y == 0], cache, self_blend_seed=seed)
+        blended = crop_descriptors(table[y == 0], cache, blended=True)
         return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y)),
                                dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended), "CPU"
     store = CacheStore(cache)

@@ -12,7 +12,7 @@ from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainCon
 from features.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
-from tasks.train import video_table
+from tasks.train import stale_descriptor_videos, video_table
 from features.cache import CacheStore
 
 pytestmark = pytest.mark.slow
@@ -210,7 +210,14 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     if kind == "crop_linear":  # what the model looks at, per descriptor block, in the model card
         shares = card["feature_importance"]
         assert {"LBP", "residual d1 band", "residual d2 ring"} <= set(shares) and abs(sum(shares.values()) - 1) < 1e-3
-    table = video_table(CacheStore(str(cache)))
+    store = CacheStore(str(cache))
+    # Descriptors were computed once per video into the cache (self-blended copies for REAL videos only).
+    videos = store.read("videos")
+    with_crops = videos[(videos.status == "ok") & (videos.crops_stored > 0)]
+    stored = store.read("descriptors", columns=["video_id", "blended"])
+    assert set(stored.video_id) == set(with_crops.video_id) and stale_descriptor_videos(store) == []
+    assert set(stored.video_id[stored.blended]) == set(with_crops.video_id[with_crops.label == "REAL"])
+    table = video_table(store)
     scored = score_table(card, model, table, str(cache))
     ok = scored.status == "ok"
     assert scored.p_fake[ok].between(0, 1).all() and (scored.p_fake[~ok] == 0.5).all()

@@ -1,0 +1,69 @@
+"""The crop-descriptor cache of the training tasks: what is computed, when it goes stale, what is read back."""
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from features.cache import CacheStore
+from features.crop_descriptors import descriptor_names, descriptor_table
+from features.crops import encode_jpeg
+from tasks.train import compute_descriptors, crop_descriptors, stale_descriptor_videos
+from tests.conftest import face_scene
+
+
+def _write_video(store: CacheStore, vid: str, label: str, key: str, frames=(0, 10, 20)) -> dict:
+    row = {"video_id": vid, "cache_key": key, "config_hash": "nohash", "label": label, "status": "ok",
+           "leakage_group": vid, "crops_stored": len(frames)}
+    faces = [{"track_id": 0, "frame_index": i, "is_main": True, "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0,
+              "detected": True, "crop_jpeg": encode_jpeg(cv2.resize(face_scene(320, 320, shift=3 * i)[40:280, 20:260],
+                                                                    (96, 96)), 95)} for i in frames]
+    store.write_video(row, faces, [])
+    return row
+
+
+def _cache(tmp_path):
+    store = CacheStore(str(tmp_path / "cache"))
+    videos = [_write_video(store, "real", "REAL", "k1"), _write_video(store, "fake", "FAKE", "k2"),
+              _write_video(store, "faceless", "FAKE", "k3", frames=())]
+    return store, pd.DataFrame(videos)
+
+
+def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp_path):
+    store, videos = _cache(tmp_path)
+    assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]  # no crops, no work
+    assert compute_descriptors.fn(store.url, stale_descriptor_videos(store)) == 2
+    assert stale_descriptor_videos(store) == []
+    stored = store.read("descriptors")
+    assert stored.groupby(["video_id", "blended"]).size().to_dict() == {("fake", False): 3, ("real", False): 3,
+                                                                       ("real", True): 3}
+    assert list(stored.columns[5:]) == descriptor_names()
+
+    crops = pd.DataFrame({"video_id": "real", "frame_index": [0, 10, 20],
+                          "crop_jpeg": list(store.read_partition("faces", "real").crop_jpeg)})
+    for blended in (False, True):
+        read = crop_descriptors(videos[videos.video_id == "real"], store.url, blended=blended)
+        direct = descriptor_table(crops, {"real": 0.3}, self_blended=blended)
+        assert read[["video_id", "frame_index"]].values.tolist() == direct[["video_id", "frame_index"]].values.tolist()
+        assert np.allclose(read[descriptor_names()].to_numpy(np.float64), direct[descriptor_names()].to_numpy(np.float64),
+                           rtol=1e-5, atol=1e-6, equal_nan=True)  # float32 in the cache
+
+
+def test_descriptors_go_stale_on_reextraction_new_code_and_a_video_relabelled_real(tmp_path, monkeypatch):
+    store, _ = _cache(tmp_path)
+    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
+    _write_video(store, "fake", "FAKE", "k2-new")  # extracted again: its rows carry the old key
+    assert [v["video_id"] for v in stale_descriptor_videos(store)] == ["fake"]
+    _write_video(store, "fake", "REAL", "k2-new")  # now REAL, and no self-blended copies yet
+    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
+    assert store.read_partition("descriptors", "fake").blended.sum() == 3 and stale_descriptor_videos(store) == []
+    monkeypatch.setattr("features.crop_descriptors.DESCRIPTORS_VERSION", "next")
+    assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]
+
+
+def test_a_video_without_cached_descriptors_is_computed_on_read_and_not_written(tmp_path):
+    store, videos = _cache(tmp_path)
+    read = crop_descriptors(videos, store.url, blended=True)
+    assert read.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}  # asked for blends of both
+    assert read.frame_index.dtype == np.int64 and not store.fs.exists(store.table_dir("descriptors"))
+    empty = crop_descriptors(videos[videos.video_id == "faceless"], store.url)
+    assert empty.empty and list(empty.columns) == ["video_id", "frame_index", *descriptor_names()]
