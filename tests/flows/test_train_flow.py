@@ -224,3 +224,10 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     assert scored.explanation[ok].str.contains("texture model on main-face crops").all()
     again = score_table(*load_run(str(run)), table, str(cache))
     assert np.array_equal(scored.p_fake.to_numpy(), again.p_fake.to_numpy())
+    if kind == "crop_linear":  # evaluating on a cache without descriptors computes and stores them there first
+        copy = tmp_path / "copy-cache"
+        shutil.copytree(cache, copy, ignore=shutil.ignore_patterns("descriptors", ".lock*"))
+        metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
+        assert metrics["overall"]["n"] == 20 and stale_descriptor_videos(CacheStore(str(copy))) == []
+        evaluated = pd.read_csv(run / "evaluations" / "copy-cache" / "predictions.csv").set_index("video_id").p_fake
+        assert np.allclose(evaluated.loc[scored.video_id].to_numpy(), scored.p_fake.to_numpy())
