@@ -155,16 +155,12 @@ def extract(datasets: list[str], cache: str, detector: str) -> float:
 def feature_table(cache: str) -> pd.DataFrame:
     """Labelled videos with their features, computed here (with the crop descriptors) for any that lack current ones."""
     from features.cache import CacheStore
-    from tasks.train import (
-        compute_descriptors,
-        compute_features,
-        stale_descriptor_videos,
-        stale_feature_videos,
-        video_table,
-    )
+    from tasks.train import (compute_descriptors, compute_features, stale_descriptor_videos, stale_feature_videos,
+                             video_table)
 
     store = CacheStore(cache)
-    for compute, stale in ((compute_features, stale_feature_videos(store)), (compute_descriptors, stale_descriptor_videos(store))):
+    for compute, stale in ((compute_features, stale_feature_videos(store)),
+                           (compute_descriptors, stale_descriptor_videos(store))):
         if stale:
             compute.fn(cache, stale)
     table_ = video_table(store)

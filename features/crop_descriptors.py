@@ -18,12 +18,7 @@ import hashlib
 import cv2
 import numpy as np
 
-from features.video_features import (
-    crop_regions,
-    inner_face_grey,
-    radial_spectrum,
-    seam_contrast,
-)
+from features.video_features import crop_regions, inner_face_grey, radial_spectrum, seam_contrast
 
 # Bump when a descriptor's values change (names, zones, quantisation, the self-blend): cached descriptors are
 # recomputed from the stored crops.
