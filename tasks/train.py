@@ -135,7 +135,7 @@ def stale_descriptor_videos(store: CacheStore) -> list[dict]:
 def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> pd.DataFrame:
     """Per-crop descriptors of the main-face crops of the table's videos (their self-blended copies with
     `blended`), read from the cache; a video without current cached ones is computed here (not written)."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_names
+    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_names, descriptor_table
 
     store = CacheStore(cache)
     columns = ["video_id", "frame_index", *descriptor_names()]
@@ -147,9 +147,8 @@ def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> 
             part = pd.DataFrame(descriptor_rows(store, {**video, "label": "REAL" if blended else None}))
         if not part.empty:
             parts.append(part[part.blended == blended][columns])
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "video_id" else "int64" if c == "frame_index" else "float32")
-                             for c in columns})
+    if not parts:  # the empty table, typed as descriptor_table types it
+        return descriptor_table(pd.DataFrame(columns=["video_id", "frame_index", "crop_jpeg"]), {})
     out = pd.concat(parts, ignore_index=True)
     out["frame_index"] = out.frame_index.astype("int64")
     return out
