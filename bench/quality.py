@@ -100,22 +100,23 @@ def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     return crop_descriptors(ok[ok.label == "REAL"] if self_blended else ok, cache, blended=self_blended)
 
 
-def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool):
+def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool, **options):
     """tasks.train.CROP_FITS[kind] on the training clips' crops (what `dfp train --model KIND` fits, there always
-    with self-blending)."""
+    with self-blending and default options)."""
     from tasks.train import CROP_FITS
 
     descriptors = _crop_descriptors(cache)
     return CROP_FITS[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
                            dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
-                           seed=seed, blended=_crop_descriptors(cache, True) if self_blend else None)
+                           seed=seed, blended=_crop_descriptors(cache, True) if self_blend else None, **options)
 
 
-def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False):
+def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False,
+                   **options):
     """The fitted crop model as a predict(test clips) -> P(FAKE) function (unscorable clips 0.5)."""
     from features import crop_models
 
-    model = _fitted_crop_model(train, seed, cache, kind, self_blend)
+    model = _fitted_crop_model(train, seed, cache, kind, self_blend, **options)
     descriptors = _crop_descriptors(cache)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
@@ -133,10 +134,12 @@ MODELS = {
     "gbm": fit_gbm, "logreg": fit_logreg,
     "crop_gbm": functools.partial(fit_crop_model, kind="crop_gbm"),  # ablation: no self-blended fakes
     "crop_gbm_sbi": functools.partial(fit_crop_model, kind="crop_gbm", self_blend=True),
+    # ablation: the crop-level scorer alone, without the patch scorer beside it
+    "crop_linear_no_patches": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True, patches=False),
     "crop_linear": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True),
     "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi,
 }
-DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -280,12 +283,16 @@ def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: 
     return result
 
 
-def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> dict[str, float]:
-    """What crop_linear looks at: its weight per descriptor block when fitted on every usable clip."""
+def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """What crop_linear looks at, fitted on every usable clip: its crop scorer's weight per descriptor block, and
+    the share of its final logit's spread over those clips due to the crop and the patch scorer."""
     from features import crop_models
 
-    model = _fitted_crop_model(frame[frame.status == "ok"], seed, cache, "crop_linear", self_blend=True)
-    return crop_models.weight_shares(model)
+    usable = frame[frame.status == "ok"]
+    model = _fitted_crop_model(usable, seed, cache, "crop_linear", self_blend=True)
+    descriptors = _crop_descriptors(cache)
+    return (crop_models.weight_shares(model),
+            crop_models.input_shares(model, descriptors[descriptors.video_id.isin(set(usable.video_id))]))
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -389,10 +396,12 @@ def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) ->
     print()
     for name in args.models:
         print(breakdown_tables(runs, name))
-    shares = linear_weight_shares(frame, args.cache, args.seeds[0]) if "crop_linear" in args.models else {}
+    shares, inputs = linear_weight_shares(frame, args.cache, args.seeds[0]) if "crop_linear" in args.models else ({}, {})
     if shares:
-        print("crop_linear fitted on every usable clip: share of |weight| per descriptor block\n")
+        print("crop_linear fitted on every usable clip: share of |weight| per descriptor block of its crop scorer\n")
         print(table([{"block": k, "share": v} for k, v in shares.items()], ["block", "share"]))
+        print("\nand share of its final logit's spread over the clips from each scorer\n")
+        print(table([{"scorer": k, "share": v} for k, v in inputs.items()], ["scorer", "share"]))
     path = write_json(args.out, {
         "datasets": datasets, "cache": args.cache, "detector": args.detector, "folds": args.folds,
         "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame),
@@ -400,7 +409,7 @@ def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) ->
         "evaluate_s": round(time.perf_counter() - started, 1), "targets": verdicts,
         "runs": [{k: v for k, v in r.items() if k != "oof"} for r in runs],
         "oof_seed0": {r["model"]: r["oof"] for r in runs if r["seed"] == args.seeds[0]},
-        "crop_linear_weight_shares": shares,
+        "crop_linear_weight_shares": shares, "crop_linear_input_shares": inputs,
     })
     print(f"\nwrote {path}")
     return {"runs": runs, "targets": verdicts, "json": str(path)}

@@ -32,7 +32,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from features.crop_descriptors import descriptor_names
+from features.crop_descriptors import table_names
 from features.video_features import FEATURE_NAMES
 
 LAYOUT_VERSION = 1
@@ -78,7 +78,7 @@ FEATURES_SCHEMA = pa.schema([
 DESCRIPTORS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("cache_key", pa.string()), ("descriptors_version", pa.string()),
     ("frame_index", pa.int32()), ("blended", pa.bool_()),
-    *[(name, pa.float32()) for name in descriptor_names()],
+    *[(name, pa.float32()) for name in table_names()],
 ])
 
 SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, "features": FEATURES_SCHEMA,

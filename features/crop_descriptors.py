@@ -7,7 +7,10 @@ Computed on stored JPEG crops (no decoding of videos):
 - residual co-occurrences: histograms of triples of quantised first- and second-order pixel differences (the
   SPAM features of steganalysis) in three zones of the crop: the face centre, the band where face swaps blend,
   and the ring outside the face box. Blending and re-synthesis change these statistics inside the face but
-  not outside.
+  not outside;
+- patch co-occurrences: the same histograms in each of the central 3 x 3 patches of a 7 x 7 grid over the crop
+  (eyes, nose, mouth), for a scorer that looks for the most manipulated-looking patch rather than the average
+  (features.crop_models.PatchScorer); a self-blended row also records how much of each patch the blend covers.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from features.video_features import crop_regions, inner_face_grey, radial_spectr
 
 # Bump when a descriptor's values change (names, zones, quantisation, the self-blend): cached descriptors are
 # recomputed from the stored crops.
-DESCRIPTORS_VERSION = "1"
+DESCRIPTORS_VERSION = "2"
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
 # Zones by distance from the crop centre (Chebyshev), in units of half the face box side.
@@ -30,6 +33,8 @@ ZONES = {"centre": (0.0, 0.5), "band": (0.5, 0.9), "ring": (1.0, None)}
 RESIDUAL_ORDERS = (2, 1)  # orders of the pixel differences whose co-occurrences are counted
 RESIDUAL_STEPS = (1.0, 2.0)  # quantisation steps of the residual, in grey levels
 _TRUNCATE = 2  # residuals are clipped to [-2, 2] steps: 5 values, 125 triples
+PATCH_GRID = 7  # the crop is cut into 7 x 7 patches (32 px in a 224 px crop) ...
+PATCH_REACH = 1  # ... of which those at most one patch from the centre are described: the central 3 x 3
 
 
 def _symmetric_bins() -> tuple[np.ndarray, int]:
@@ -61,7 +66,34 @@ def cooccurrence_names() -> list[str]:
 
 
 def descriptor_names() -> list[str]:
+    """The crop-level descriptor (crop_descriptor)."""
     return texture_names() + cooccurrence_names()
+
+
+def patch_positions() -> list[int]:
+    """Row-major indices, in the PATCH_GRID x PATCH_GRID grid, of the described patches."""
+    centre = (PATCH_GRID - 1) / 2
+    return [row * PATCH_GRID + col for row in range(PATCH_GRID) for col in range(PATCH_GRID)
+            if max(abs(row - centre), abs(col - centre)) <= PATCH_REACH]
+
+
+PATCH_BINS = len(RESIDUAL_ORDERS) * len(RESIDUAL_STEPS) * COOC_BINS  # histogram values per patch
+
+
+def patch_names() -> list[str]:
+    """Patch co-occurrences (patch_cooccurrences), patch by patch: PATCH_BINS values each."""
+    return [f"patch{k}_d{order}_q{step:g}_{i}" for k in range(len(patch_positions())) for order in RESIDUAL_ORDERS
+            for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
+
+
+def patch_blend_names() -> list[str]:
+    """Share of each described patch that a self-blend covered (0 for a crop as stored)."""
+    return [f"patch{k}_blend" for k in range(len(patch_positions()))]
+
+
+def table_names() -> list[str]:
+    """Every value of a descriptor row (descriptor_table, the cache's descriptors table)."""
+    return descriptor_names() + patch_names() + patch_blend_names()
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,27 +109,71 @@ def zone_masks(side: int, margin: float) -> tuple[np.ndarray, ...]:
     return masks
 
 
+def _triples(image: np.ndarray, step: float, order: int) -> np.ndarray:
+    """Code (0..124) of each horizontal triple of quantised `order`-th differences; the triple at [r, c] spans
+    pixels c .. c + order + 2 of row r."""
+    n = 2 * _TRUNCATE + 1
+    q = np.clip(np.rint(np.diff(image, n=order, axis=1) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
+    return q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]
+
+
+def _normalised_classes(counts: np.ndarray) -> np.ndarray:
+    """Rows of raw triple counts (125) -> rows of normalised class histograms (COOC_BINS); empty rows stay zero."""
+    hists = np.stack([np.bincount(_BIN_OF_TRIPLE, row, COOC_BINS) for row in counts])
+    totals = hists.sum(1, keepdims=True)
+    return np.divide(hists, totals, out=np.zeros_like(hists), where=totals > 0)
+
+
 def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2) -> list[np.ndarray]:
     """For each mask, the normalised histogram (COOC_BINS) of horizontal and vertical triples of quantised
     `order`-th differences whose pixels all lie inside it; all zeros for a mask that holds no triple.
     The differences are quantised once for all masks."""
-    n = 2 * _TRUNCATE + 1
-    counts = np.zeros((len(masks), n ** 3))
+    counts = np.zeros((len(masks), (2 * _TRUNCATE + 1) ** 3))
     for image, transposed in ((grey, False), (grey.T, True)):
-        q = np.clip(np.rint(np.diff(image, n=order, axis=1) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
-        triples = q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]
+        triples = _triples(image, step, order)
         width = triples.shape[1]
         for k, mask in enumerate(masks):
             inside = mask.T if transposed else mask
             valid = np.ones(triples.shape, bool)
             for offset in range(order + 3):  # a triple spans order + 3 pixels
                 valid &= inside[:, offset:offset + width]
-            counts[k] += np.bincount(triples[valid], minlength=n ** 3)
-    hists = []
-    for row in counts:
-        hist = np.bincount(_BIN_OF_TRIPLE, row, COOC_BINS)
-        hists.append(hist / hist.sum() if hist.sum() else hist)
-    return hists
+            counts[k] += np.bincount(triples[valid], minlength=len(_BIN_OF_TRIPLE))
+    return list(_normalised_classes(counts))
+
+
+def patch_boxes(side: int) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) pixel bounds of each described patch of a square crop (patch_positions order);
+    the last row and column of patches take the pixels a side not divisible by PATCH_GRID leaves over."""
+    cut = [round(i * side / PATCH_GRID) for i in range(PATCH_GRID + 1)]
+    return [(cut[k // PATCH_GRID], cut[k // PATCH_GRID + 1], cut[k % PATCH_GRID], cut[k % PATCH_GRID + 1])
+            for k in patch_positions()]
+
+
+def patch_cooccurrences(grey: np.ndarray) -> np.ndarray:
+    """(described patches, PATCH_BINS): per patch, the residual_cooccurrences histograms of the triples that lie
+    wholly inside it, for each order and step (patch_names order)."""
+    boxes = patch_boxes(grey.shape[0])
+    out = np.zeros((len(boxes), PATCH_BINS))
+    column = 0
+    for order in RESIDUAL_ORDERS:
+        span = order + 2  # a triple starting at column c ends at column c + span
+        for step in RESIDUAL_STEPS:
+            counts = np.zeros((len(boxes), len(_BIN_OF_TRIPLE)))
+            for image, transposed in ((grey, False), (grey.T, True)):
+                triples = _triples(image, step, order)
+                for k, (top, bottom, left, right) in enumerate(boxes):
+                    if transposed:
+                        top, bottom, left, right = left, right, top, bottom
+                    inside = triples[top:bottom, left:max(right - span, left)]
+                    counts[k] += np.bincount(inside.ravel(), minlength=len(_BIN_OF_TRIPLE))
+            out[:, column:column + COOC_BINS] = _normalised_classes(counts)
+            column += COOC_BINS
+    return out
+
+
+def patch_cover(mask: np.ndarray) -> np.ndarray:
+    """Mean of a blend mask over each described patch."""
+    return np.array([mask[top:bottom, left:right].mean() for top, bottom, left, right in patch_boxes(mask.shape[0])])
 
 
 def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int = 2) -> np.ndarray:
@@ -137,8 +213,15 @@ def blend_rng(video_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(hashlib.sha1(video_id.encode()).digest()[:8], "little"))
 
 
+def crop_row(crop_bgr: np.ndarray, margin: float, blend_mask: np.ndarray | None = None) -> np.ndarray:
+    """Every value of one crop's descriptor row (table_names()); `blend_mask` is the mask of a self-blended crop."""
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    cover = patch_cover(blend_mask) if blend_mask is not None else np.zeros(len(patch_positions()))
+    return np.concatenate([crop_descriptor(crop_bgr, margin), patch_cooccurrences(grey).ravel(), cover]).astype(np.float32)
+
+
 def descriptor_table(crops, margins: dict[str, float], self_blended: bool = False):
-    """One descriptor row per stored crop (columns: video_id, frame_index + descriptor_names()).
+    """One descriptor row per stored crop (columns: video_id, frame_index + table_names()).
 
     `crops` has video_id, frame_index and crop_jpeg; `margins` maps each video to its crop margin. With
     `self_blended`, each crop is replaced by a self-blended fake of itself first (blend_rng of its video): the
@@ -146,7 +229,7 @@ def descriptor_table(crops, margins: dict[str, float], self_blended: bool = Fals
     """
     import pandas as pd
 
-    from features.self_blend import self_blend
+    from features.self_blend import self_blend_with_mask
     from features.video_features import decode_crops
 
     rows, keys = [], []
@@ -156,10 +239,13 @@ def descriptor_table(crops, margins: dict[str, float], self_blended: bool = Fals
             decoded = decode_crops([blob])
             if not decoded:
                 continue
-            image = decoded[0] if rng is None else self_blend(decoded[0], margins[vid], rng)
-            rows.append(crop_descriptor(image, margins[vid]))
+            if rng is None:
+                rows.append(crop_row(decoded[0], margins[vid]))
+            else:
+                blended, mask = self_blend_with_mask(decoded[0], margins[vid], rng)
+                rows.append(crop_row(blended, margins[vid], mask))
             keys.append((vid, int(frame_index)))
-    names = descriptor_names()
+    names = table_names()
     table = pd.DataFrame(np.stack(rows) if rows else np.zeros((0, len(names)), np.float32), columns=names)
     table.insert(0, "frame_index", pd.Series([k[1] for k in keys], dtype="int64"))
     table.insert(0, "video_id", pd.Series([k[0] for k in keys], dtype=object))

@@ -2,11 +2,16 @@
 
 Both learn from every stored main-face crop labelled as its video, plus self-blended fakes of the REAL crops:
 - crop_gbm: gradient boosting on the texture descriptors;
-- crop_linear: a standardised linear scorer on all descriptors, trained jointly on single crops and on
-  pairs (self-blended crop, the real crop it was made from). A pair differs only by the blend, so the pair
-  term learns what blending changes with identity, pose and lighting held fixed.
-A video's score is the mean frame score, Platt-calibrated on out-of-fold means of the training videos
-(3 folds by leakage group): in-sample scores would be overconfident.
+- crop_linear: a standardised linear scorer on all crop-level descriptors, trained jointly on single crops and
+  on pairs (self-blended crop, the real crop it was made from). A pair differs only by the blend, so the pair
+  term learns what blending changes with identity, pose and lighting held fixed. Beside it, a patch scorer
+  (PatchScorer): one linear scorer shared by the central face patches, trained on patches with the same pairs
+  but labelled by where the self-blend actually fell; a crop scores its most manipulated-looking patch. The two
+  see the face differently (their video scores correlate about 0.3 on the development clips), and their
+  combination is learnt, not fixed.
+A video's inputs are the mean crop score (and the mean patch score); a logistic regression on them, fitted on
+out-of-fold inputs of the training videos (3 folds by leakage group), weighs and calibrates them: in-sample
+scores would be overconfident.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from features.crop_descriptors import descriptor_names, texture_names
+from features.crop_descriptors import (PATCH_BINS, descriptor_names, patch_blend_names, patch_names, patch_positions,
+                                       texture_names)
 
 KEYS = ["video_id", "frame_index"]
 LINEAR_C = 0.1  # L2 strength of crop_linear, fixed in advance (never tuned on reported folds)
+PATCH_C = 0.1  # L2 strength of the patch scorer
+FAKE_PATCH_WEIGHT = 0.3  # a FAKE video's central patches are only probably manipulated: they count less
+BLENDED_PATCH = 0.5  # a self-blended patch is a FAKE example when the blend mask covers at least half of it
 
 
 @dataclass
@@ -45,8 +54,22 @@ class CropModel:
 
 
 @dataclass
+class PatchScorer:
+    """w . (h - mean) / std on each central patch's residual histograms (one w for every patch); a crop's score
+    is its highest patch score. Plain arrays: saved as JSON."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+
+    def crop_scores(self, descriptors: pd.DataFrame) -> np.ndarray:
+        return (((_patches(descriptors) - self.mean) / self.std) @ self.weights).max(axis=1)
+
+
+@dataclass
 class CropLinearModel:
-    """w . (x - mean) / std per crop, plus a Platt scaling of video mean scores. Plain arrays: saved as JSON."""
+    """w . (x - mean) / std per crop, an optional PatchScorer, and a logistic combination of a video's mean crop
+    score (scale) and mean patch score (patch_scale). Plain arrays: saved as JSON."""
 
     columns: list[str]
     mean: np.ndarray
@@ -54,6 +77,8 @@ class CropLinearModel:
     weights: np.ndarray
     scale: float = 1.0
     shift: float = 0.0
+    patch: PatchScorer | None = None
+    patch_scale: float = 0.0
 
     def frame_scores(self, descriptors: pd.DataFrame) -> np.ndarray:
         return _standardised(_matrix(descriptors, self.columns), self.mean, self.std) @ self.weights
@@ -72,6 +97,11 @@ def _matrix(descriptors: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return descriptors[columns].to_numpy(np.float64)
 
 
+def _patches(descriptors: pd.DataFrame) -> np.ndarray:
+    """(rows, central patches, PATCH_BINS): the patch histograms of a descriptor table."""
+    return _matrix(descriptors, patch_names()).reshape(len(descriptors), len(patch_positions()), PATCH_BINS)
+
+
 def video_mean_scores(model, descriptors: pd.DataFrame) -> pd.Series:
     """Mean frame score per video of a descriptor table."""
     if descriptors.empty:
@@ -79,26 +109,42 @@ def video_mean_scores(model, descriptors: pd.DataFrame) -> pd.Series:
     return pd.Series(model.frame_scores(descriptors), index=descriptors.video_id.to_numpy()).groupby(level=0).mean()
 
 
+def video_inputs(model, descriptors: pd.DataFrame) -> pd.DataFrame:
+    """Per video, what the final logistic combination sees: "crop", the mean frame score, and for a model with a
+    patch scorer "patch", the mean of its crops' patch scores."""
+    columns = [video_mean_scores(model, descriptors).rename("crop")]
+    if getattr(model, "patch", None) is not None:
+        patch = model.patch.crop_scores(descriptors) if len(descriptors) else np.zeros(0)
+        columns.append(pd.Series(patch, index=descriptors.video_id.to_numpy(), dtype=float).groupby(level=0).mean()
+                       .rename("patch"))
+    return pd.concat(columns, axis=1)
+
+
 def crop_video_scores(model, descriptors: pd.DataFrame, video_ids: list[str]) -> dict[str, float]:
     """P(FAKE) per video (NaN for a video without crops)."""
-    means = video_mean_scores(model, descriptors[descriptors.video_id.isin(set(video_ids))])
-    z = model.scale * means + model.shift
-    scores = dict(zip(means.index, 1 / (1 + np.exp(-z.clip(-30, 30)))))
+    inputs = video_inputs(model, descriptors[descriptors.video_id.isin(set(video_ids))])
+    z = model.scale * inputs["crop"] + model.shift
+    if "patch" in inputs:
+        z = z + model.patch_scale * inputs["patch"]
+    scores = dict(zip(inputs.index, 1 / (1 + np.exp(-z.clip(-30, 30)))))
     return {v: float(scores.get(v, math.nan)) for v in video_ids}
 
 
 def _calibrated(fit: Callable[[set[str]], object], descriptors: pd.DataFrame, labels: dict[str, int],
                 groups: dict[str, str], seed: int):
-    """Fit on every video, with the Platt scaling learnt on out-of-fold video means of 3 inner grouped folds."""
+    """Fit on every video, with the final logistic combination (Platt scaling when the model has one input)
+    learnt on out-of-fold video_inputs of 3 inner grouped folds."""
     from features.evaluation import grouped_folds
 
     vids = np.array(sorted(labels))
     inner = grouped_folds(np.array([labels[v] for v in vids]), np.array([groups[v] for v in vids]), 3, seed=seed)
-    held = pd.concat([video_mean_scores(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))])
+    held = pd.concat([video_inputs(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))])
                       for f in np.unique(inner)])
-    platt = LogisticRegression(C=1.0).fit(held.to_numpy()[:, None], held.index.map(labels).to_numpy())
+    combination = LogisticRegression(C=1.0).fit(held.to_numpy(), held.index.map(labels).to_numpy())
     model = fit(set(vids))
-    model.scale, model.shift = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    model.scale, model.shift = float(combination.coef_[0, 0]), float(combination.intercept_[0])
+    if "patch" in held:
+        model.patch_scale = float(combination.coef_[0, list(held.columns).index("patch")])
     return model
 
 
@@ -110,12 +156,47 @@ def _blended_of_reals(blended: pd.DataFrame | None, like: pd.DataFrame, videos: 
     return blended[blended.video_id.isin({v for v in videos if labels[v] == 0})]
 
 
+def _blend_pairs(descriptors: pd.DataFrame, blended: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in `blended`, in `descriptors`) of every self-blended row and its source crop (same video_id and
+    frame_index), for the blended rows whose source is present."""
+    sources = descriptors[KEYS].reset_index(drop=True).reset_index()  # "index": position in `descriptors`
+    paired = blended[KEYS].reset_index(drop=True).reset_index().merge(sources, on=KEYS, suffixes=("_blend", "_real"))
+    return paired.index_blend.to_numpy(), paired.index_real.to_numpy()
+
+
 def blend_differences(descriptors: pd.DataFrame, blended: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """x_blend - x_real for every self-blended row whose source crop (same video_id, frame_index) is present."""
-    sources = descriptors[KEYS].reset_index(drop=True).reset_index()  # "index": position in `descriptors`
-    paired = blended.reset_index(drop=True).reset_index().merge(sources, on=KEYS, suffixes=("_blend", "_real"))
-    return (_matrix(blended, columns)[paired.index_blend.to_numpy()]
-            - _matrix(descriptors, columns)[paired.index_real.to_numpy()])
+    at_blend, at_real = _blend_pairs(descriptors, blended)
+    return _matrix(blended, columns)[at_blend] - _matrix(descriptors, columns)[at_real]
+
+
+def fit_patch_scorer(descriptors: pd.DataFrame, blended: pd.DataFrame, labels: dict[str, int],
+                     seed: int = 0) -> PatchScorer:
+    """The patch scorer of crop_linear, from the crops of labelled videos and the self-blended copies of REAL ones.
+
+    Patches of REAL crops are REAL; patches of FAKE crops FAKE with weight FAKE_PATCH_WEIGHT (a face swap or
+    reenactment need not touch every central patch); a self-blended patch the blend covers (BLENDED_PATCH) is
+    FAKE, and pairs with the same patch of its source crop as in crop_linear, so the weights learn what blending
+    changes inside one patch. Standardised by the REAL patches.
+    """
+    patches = _patches(descriptors)
+    y = descriptors.video_id.map(labels).to_numpy(int)
+    real, fake = patches[y == 0].reshape(-1, PATCH_BINS), patches[y == 1].reshape(-1, PATCH_BINS)
+    reference = real if len(real) else patches.reshape(-1, PATCH_BINS)
+    mean, std = reference.mean(0), reference.std(0) + 1e-6
+    blend_patches = _patches(blended)
+    covered = _matrix(blended, patch_blend_names()) >= BLENDED_PATCH
+    at_blend, at_real = _blend_pairs(descriptors, blended)
+    diff = (blend_patches[at_blend] - patches[at_real])[covered[at_blend]] / std
+    singles = (np.concatenate([real, fake, blend_patches[covered]]) - mean) / std
+    design = np.concatenate([np.c_[singles, np.ones(len(singles))], np.c_[diff, np.zeros(len(diff))],
+                             np.c_[-diff, np.zeros(len(diff))]])
+    target = np.concatenate([np.zeros(len(real)), np.ones(len(fake) + int(covered.sum()) + len(diff)), np.zeros(len(diff))])
+    weight = np.concatenate([np.ones(len(real)), np.full(len(fake), FAKE_PATCH_WEIGHT), np.ones(int(covered.sum()) + 2 * len(diff))])
+    with threadpool_limits(limits=1):
+        solver = LogisticRegression(C=PATCH_C, fit_intercept=False, max_iter=5000, random_state=seed)
+        solver.fit(design, target.astype(int), sample_weight=weight)
+    return PatchScorer(mean, std, solver.coef_[0, :-1].copy())
 
 
 def fit_crop_gbm(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], seed: int = 0,
@@ -136,8 +217,9 @@ def fit_crop_gbm(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict
 
 
 def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], seed: int = 0,
-                    blended: pd.DataFrame | None = None, c: float = LINEAR_C) -> CropLinearModel:
-    """The joint single-crop + blend-pair linear scorer (module docstring).
+                    blended: pd.DataFrame | None = None, c: float = LINEAR_C, patches: bool = True) -> CropLinearModel:
+    """The joint single-crop + blend-pair linear scorer (module docstring), with a patch scorer unless `patches`
+    is False (then the descriptors need no patch columns).
 
     One L2 logistic regression without intercept over standardised rows: single crops are [x, 1] with their
     video's label (self-blended crops as FAKE); a pair contributes [x_blend - x_real, 0] as FAKE and its
@@ -160,7 +242,8 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
         target = np.concatenate([y, np.ones(len(diff), int), np.zeros(len(diff), int)])
         with threadpool_limits(limits=1):  # lbfgs on this thin matrix runs several times slower with a BLAS thread per core
             solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed).fit(design, target)
-        return CropLinearModel(columns, mean, std, solver.coef_[0, :-1].copy())
+        patch = fit_patch_scorer(rows, extra, labels, seed) if patches else None
+        return CropLinearModel(columns, mean, std, solver.coef_[0, :-1].copy(), patch=patch)
 
     return _calibrated(fit, descriptors, labels, groups, seed)
 
@@ -183,6 +266,16 @@ def weight_shares(model: CropLinearModel) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in shares.sort_values(ascending=False).items()}
 
 
+def input_shares(model: CropLinearModel, descriptors: pd.DataFrame) -> dict[str, float]:
+    """Share of the spread of the final logit over the given videos due to each input ("crop", "patch"):
+    |coefficient| x standard deviation of the input, normalised to sum to 1."""
+    inputs = video_inputs(model, descriptors)
+    coefficients = {"crop": model.scale, "patch": model.patch_scale}
+    spread = {k: abs(coefficients[k]) * float(inputs[k].std()) for k in inputs.columns}
+    total = sum(spread.values()) or 1.0
+    return {k: round(v / total, 4) for k, v in spread.items()}
+
+
 def save_crop_gbm(model: CropModel, path: str | Path) -> None:
     """The classifier as skops, its calibration and columns as JSON beside it."""
     import skops.io as sio
@@ -202,14 +295,24 @@ def load_crop_gbm(path: str | Path) -> CropModel:
 
 def save_crop_linear(model: CropLinearModel, path: str | Path) -> None:
     """Everything as one JSON document: it loads without running any code."""
+    patch = None if model.patch is None else {k: getattr(model.patch, k).tolist() for k in ("mean", "std", "weights")}
     Path(path).write_text(json.dumps({
         "columns": model.columns, "mean": model.mean.tolist(), "std": model.std.tolist(),
-        "weights": model.weights.tolist(), "scale": model.scale, "shift": model.shift}))
+        "weights": model.weights.tolist(), "scale": model.scale, "shift": model.shift,
+        "patch": patch, "patch_scale": model.patch_scale}))
 
 
 def load_crop_linear(path: str | Path) -> CropLinearModel:
+    """A saved crop_linear model (one saved before patch scorers existed loads without one)."""
     saved = json.loads(Path(path).read_text())
     arrays = [np.asarray(saved[k], np.float64) for k in ("mean", "std", "weights")]
     if not all(len(a) == len(saved["columns"]) for a in arrays):
         raise ValueError(f"{path}: mean, std and weights must each have one value per column")
-    return CropLinearModel(list(saved["columns"]), *arrays, float(saved["scale"]), float(saved["shift"]))
+    patch = None
+    if saved.get("patch") is not None:
+        patch = PatchScorer(*(np.asarray(saved["patch"][k], np.float64) for k in ("mean", "std", "weights")))
+        if not all(len(a) == PATCH_BINS for a in (patch.mean, patch.std, patch.weights)):
+            raise ValueError(f"{path}: its patch scorer has {len(patch.weights)} weights where this version of "
+                             f"deepfake-pipeline describes a patch by {PATCH_BINS} values: retrain the model")
+    return CropLinearModel(list(saved["columns"]), *arrays, float(saved["scale"]), float(saved["shift"]),
+                           patch, float(saved.get("patch_scale", 0.0)))

@@ -50,10 +50,16 @@ def _source(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def self_blend(crop: np.ndarray, margin: float, rng: np.random.Generator) -> np.ndarray:
-    """One self-blended fake of a square uint8 crop (any channel order); same shape and dtype."""
+def self_blend_with_mask(crop: np.ndarray, margin: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One self-blended fake of a square uint8 crop (any channel order; same shape and dtype), and the blend
+    mask (side x side, in [0, 1]): where, and how strongly, the fake differs from the crop."""
     if crop.ndim != 3 or crop.shape[0] != crop.shape[1]:
         raise ValueError(f"self_blend needs a square colour crop, got shape {crop.shape}")
-    mask = face_mask(crop.shape[0], margin, rng)[..., None]
-    blended = _source(crop, rng) * mask + crop.astype(np.float32) * (1 - mask)
-    return np.clip(blended.round(), 0, 255).astype(np.uint8)
+    mask = face_mask(crop.shape[0], margin, rng)
+    blended = _source(crop, rng) * mask[..., None] + crop.astype(np.float32) * (1 - mask[..., None])
+    return np.clip(blended.round(), 0, 255).astype(np.uint8), mask
+
+
+def self_blend(crop: np.ndarray, margin: float, rng: np.random.Generator) -> np.ndarray:
+    """One self-blended fake of a square uint8 crop (self_blend_with_mask without the mask)."""
+    return self_blend_with_mask(crop, margin, rng)[0]

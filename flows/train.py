@@ -164,6 +164,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
         "devices": sorted(devices | {final["device"]}),
         "metrics": _json_safe(evaluation),
         "feature_importance": final["importances"],
+        "scorer_shares": final["scorer_shares"],  # crop_linear: share of the final logit's spread per scorer
         "real_feature_stats": {"mean": real.mean().to_dict(), "std": real.std().to_dict()},
     }
     (run / "model_card.json").write_text(json.dumps(_json_safe(card), indent=2, default=str))

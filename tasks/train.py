@@ -135,10 +135,10 @@ def stale_descriptor_videos(store: CacheStore) -> list[dict]:
 def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> pd.DataFrame:
     """Per-crop descriptors of the main-face crops of the table's videos (their self-blended copies with
     `blended`), read from the cache; a video without current cached ones is computed here (not written)."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_names, descriptor_table
+    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_table, table_names
 
     store = CacheStore(cache)
-    columns = ["video_id", "frame_index", *descriptor_names()]
+    columns = ["video_id", "frame_index", *table_names()]
     parts = []
     for video in table.to_dict("records"):
         part = store.read_partition("descriptors", video["video_id"])
@@ -203,7 +203,7 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
     """Fit on every labelled video and save the model in a format that loads without running code."""
     model, device = fit_model(kind, table, cache, seed, cnn_size, cnn_epochs)
     get_run_logger().info("final %s model fitted on %s (%d videos)", kind, device, len(table))
-    importances = {}
+    importances, scorer_shares = {}, {}
     with staged_dir(run_dir) as out:  # local path, or uploaded to the run's URL from this worker
         if kind == "gbm":
             models.save_gbm(model, out / model_file)
@@ -214,7 +214,8 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
         elif kind == "crop_linear":
             crop_models.save_crop_linear(model, out / model_file)
             importances = crop_models.weight_shares(model)
+            scorer_shares = crop_models.input_shares(model, crop_descriptors(table, cache))
         else:
             models.save_cnn(model, out / model_file)
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,
-            "worker": worker_address()}
+            "scorer_shares": scorer_shares, "worker": worker_address()}

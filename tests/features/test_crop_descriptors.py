@@ -2,8 +2,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from features.crop_descriptors import (COOC_BINS, crop_descriptor, descriptor_names, residual_cooccurrence,
-                                       zone_masks)
+from features.crop_descriptors import (COOC_BINS, PATCH_BINS, crop_descriptor, descriptor_names, patch_blend_names,
+                                       patch_boxes, patch_cooccurrences, patch_cover, patch_names, residual_cooccurrence,
+                                       table_names, zone_masks)
 from tests.conftest import face_scene
 
 
@@ -75,8 +76,11 @@ def test_descriptor_table_keys_every_decodable_crop_and_its_self_blended_twin_al
                                         b"not a jpeg"]})
     plain = descriptor_table(crops, {"a": 0.3, "b": 0.3})
     blended = descriptor_table(crops, {"a": 0.3, "b": 0.3}, self_blended=True)
-    assert list(plain.columns) == ["video_id", "frame_index", *descriptor_names()]
+    assert list(plain.columns) == ["video_id", "frame_index", *table_names()]
     assert plain[["video_id", "frame_index"]].values.tolist() == [["a", 30], ["a", 0], ["b", 5]]  # bad JPEG dropped
+    assert not plain[patch_blend_names()].to_numpy().any()  # a crop as stored: no blend anywhere
+    covers = blended[patch_blend_names()].to_numpy()
+    assert covers.min() >= 0.0 and covers.max() <= 1.0 and (covers[:, 4] > 0).all()  # the centre patch is blended
     assert blended[["video_id", "frame_index"]].equals(plain[["video_id", "frame_index"]])
     assert not np.allclose(blended[descriptor_names()].to_numpy(), plain[descriptor_names()].to_numpy())
     # A video's synthetic fakes depend on its id only, not on the videos computed beside it: cacheable per video.
@@ -95,3 +99,38 @@ def test_a_ramp_is_flat_to_second_differences_but_not_to_first():
     assert second[flat_bin] == 1.0
     assert first[flat_bin] == 0.0 and first.max() == 1.0  # every triple is (1, 1, 1): one other class
     assert residual_cooccurrence(ramp, mask, 4.0, 1)[flat_bin] == 1.0  # a step of 4 rounds 1/4 to 0
+
+
+def test_patches_are_the_central_three_by_three_of_a_seven_by_seven_grid():
+    assert patch_boxes(224) == [(64 + 32 * r, 96 + 32 * r, 64 + 32 * c, 96 + 32 * c) for r in range(3) for c in range(3)]
+    assert patch_boxes(96)[0] == (27, 41, 27, 41) and patch_boxes(96)[-1] == (55, 69, 55, 69)  # 96 / 7 rounded
+    assert len(patch_names()) == 9 * PATCH_BINS and PATCH_BINS == 4 * COOC_BINS
+    assert table_names() == descriptor_names() + patch_names() + patch_blend_names()
+
+
+def test_patch_cooccurrences_are_flat_on_a_flat_image_and_local_to_the_patch_that_changed():
+    flat = patch_cooccurrences(np.full((224, 224), 128.0, np.float32))
+    assert flat.shape == (9, PATCH_BINS)
+    assert np.allclose(flat.reshape(9, 4, COOC_BINS).sum(axis=2), 1.0)  # one histogram per order and step
+    assert (flat.reshape(9, 4, COOC_BINS).max(axis=2) == 1.0).all()  # every triple in the zero bin
+    rng = np.random.default_rng(2)
+    grey = cv2.GaussianBlur(rng.normal(128, 20, (224, 224)), (0, 0), 0.8).astype(np.float32)
+    before = patch_cooccurrences(grey)
+    noisy = grey.copy()
+    noisy[96:128, 128:160] += rng.normal(0, 8, (32, 32)).astype(np.float32)  # patch row 1, column 2: index 5
+    after = patch_cooccurrences(noisy)
+    moved = np.abs(after - before).sum(axis=1)
+    assert moved[5] > 0.5 and np.allclose(np.delete(moved, 5), 0.0)
+    # Each patch's histograms are residual_cooccurrence over exactly that patch.
+    top, bottom, left, right = patch_boxes(224)[5]
+    mask = np.zeros((224, 224), bool)
+    mask[top:bottom, left:right] = True
+    assert np.allclose(after[5, :COOC_BINS], residual_cooccurrence(noisy, mask, 1.0, 2))
+
+
+def test_patch_cover_is_the_share_of_each_patch_under_the_mask():
+    mask = np.zeros((224, 224), np.float32)
+    mask[64:96, 64:80] = 1.0  # left half of the top-left central patch
+    mask[112, 112] = 1.0
+    cover = patch_cover(mask)
+    assert cover[0] == 0.5 and np.isclose(cover[4], 1 / 1024) and not np.delete(cover, [0, 4]).any()

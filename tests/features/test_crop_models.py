@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.crop_descriptors import descriptor_names
-from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear, load_crop_gbm,
-                                  load_crop_linear, save_crop_gbm, save_crop_linear, video_mean_scores)
+from features.crop_descriptors import PATCH_BINS, descriptor_names, patch_blend_names, patch_names, table_names
+from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear,
+                                  fit_patch_scorer, load_crop_gbm, load_crop_linear, save_crop_gbm, save_crop_linear,
+                                  video_inputs, video_mean_scores)
 
 
 def descriptor_rows(n_videos: int, signal: float, seed: int = 0, column: str = "lbp8_1_0", frames: int = 6):
-    """Videos alternating REAL/FAKE in pairs per leakage group; `column` is shifted by `signal` in the FAKEs."""
+    """Videos alternating REAL/FAKE in pairs per leakage group; `column` is shifted by `signal` in the FAKEs.
+    Every descriptor value is N(0, 1) noise otherwise; no patch is covered by a blend."""
     rng = np.random.default_rng(seed)
-    names = descriptor_names()
+    names = table_names()
     rows, labels, groups = [], {}, {}
     for i in range(n_videos):
         vid, fake = f"v{i}", i % 2
@@ -23,14 +25,21 @@ def descriptor_rows(n_videos: int, signal: float, seed: int = 0, column: str = "
         values[:, names.index(column)] += signal * fake
         rows.append(pd.DataFrame(values, columns=names).assign(video_id=vid, frame_index=np.arange(frames) * 10))
     table = pd.concat(rows, ignore_index=True)
+    table[patch_blend_names()] = 0.0
     return table[["video_id", "frame_index", *names]], labels, groups
 
 
-def blends_of(table: pd.DataFrame, labels: dict, column: str, shift: float) -> pd.DataFrame:
-    """Self-blended stand-ins of the REAL rows: the same keys, `column` shifted."""
+def blends_of(table: pd.DataFrame, labels: dict, column: str | list[str], shift: float, cover: float = 1.0) -> pd.DataFrame:
+    """Self-blended stand-ins of the REAL rows: the same keys, `column` shifted, every patch covered `cover`."""
     blended = table[table.video_id.map(labels) == 0].copy()
     blended[column] += shift
+    blended[patch_blend_names()] = cover
     return blended
+
+
+def patch_bin(index: int) -> list[str]:
+    """The columns of one histogram bin (position in a patch's PATCH_BINS values) in every patch."""
+    return [name for k, name in enumerate(patch_names()) if k % PATCH_BINS == index]
 
 
 def test_crop_gbm_scores_videos_by_their_frames_and_round_trips(tmp_path):
@@ -92,6 +101,7 @@ def test_crop_linear_learns_from_blend_pairs_what_identity_noise_hides(tmp_path)
     save_crop_linear(model, tmp_path / "model_crops_linear.json")
     saved = json.loads((tmp_path / "model_crops_linear.json").read_text())  # plain JSON: nothing to execute
     assert saved["columns"] == descriptor_names() and len(saved["weights"]) == len(descriptor_names())
+    assert len(saved["patch"]["weights"]) == PATCH_BINS and saved["patch_scale"] == model.patch_scale
     again = load_crop_linear(tmp_path / "model_crops_linear.json")
     assert crop_video_scores(again, pd.concat([probe, shifted]), ["v0", "v0-blended"]) == scores
 
@@ -118,6 +128,11 @@ def test_a_model_refuses_descriptors_without_its_columns(tmp_path):
     broken.write_text(json.dumps({**saved, "weights": saved["weights"][:-1]}))
     with pytest.raises(ValueError, match="one value per column"):
         load_crop_linear(broken)
+    broken.write_text(json.dumps({**saved, "patch": {k: v[:-3] for k, v in saved["patch"].items()}}))
+    with pytest.raises(ValueError, match=f"patch scorer has {PATCH_BINS - 3} weights .* by {PATCH_BINS} values: retrain"):
+        load_crop_linear(broken)
+    with pytest.raises(ValueError, match="lack 1 columns the model was trained on .first: patch8_d1_q2_38"):
+        crop_video_scores(model, train.drop(columns="patch8_d1_q2_38"), ["v0"])
 
 
 def test_weight_shares_name_the_block_the_model_looks_at():
@@ -140,7 +155,52 @@ def test_crop_linear_takes_crops_whose_seam_contrasts_are_missing():
     train[["seam_sharpness", "seam_noise"]] = np.nan
     train.loc[train.index % 3 == 0, "seam_a"] = np.nan
     model = fit_crop_linear(train, labels, groups, seed=0, blended=blends_of(train, labels, "lbp8_1_1", 1.0))
-    assert np.isfinite(model.weights).all() and np.isfinite(model.mean).all()
+    assert np.isfinite(model.weights).all() and np.isfinite(model.mean).all() and np.isfinite(model.patch.weights).all()
     scores = crop_video_scores(model, train, sorted(labels))
     assert all(0.0 < p < 1.0 for p in scores.values())
-    assert np.mean([scores[v] for v in labels if labels[v]]) > np.mean([scores[v] for v in labels if not labels[v]]) + 0.5
+    assert min(scores[v] for v in labels if labels[v]) > max(scores[v] for v in labels if not labels[v])
+
+
+def test_the_patch_scorer_finds_a_fake_by_its_most_manipulated_patch():
+    """The FAKE videos differ in one histogram bin of one central patch only: the patch scorer weights that bin,
+    a crop takes its highest patch score, and the final combination leans on the patch score."""
+    column = "patch4_d1_q1_7"  # the centre patch
+    train, labels, groups = descriptor_rows(60, signal=4.0, column=column, frames=16)
+    test, test_labels, _ = descriptor_rows(12, signal=4.0, column=column, seed=1, frames=16)
+    model = fit_crop_linear(train, labels, groups, seed=0)
+    weights = model.patch.weights
+    assert int(np.argmax(weights)) == patch_names().index(column) % PATCH_BINS
+    inputs = video_inputs(model, test)
+    assert list(inputs.columns) == ["crop", "patch"]
+    fakes = inputs.index.map(test_labels).to_numpy() == 1
+    assert inputs.patch[fakes].min() > inputs.patch[~fakes].max()
+    assert model.patch_scale > 0 and model.patch_scale * inputs.patch.std() > 3 * abs(model.scale) * inputs.crop.std()
+    scores = crop_video_scores(model, test, sorted(test_labels))
+    assert min(scores[v] for v in test_labels if test_labels[v]) > max(scores[v] for v in test_labels if not test_labels[v])
+
+    plain = fit_crop_linear(train, labels, groups, seed=0, patches=False)
+    assert plain.patch is None and list(video_inputs(plain, test).columns) == ["crop"]
+    without = crop_video_scores(plain, test.drop(columns=patch_names()), sorted(test_labels))  # needs no patch columns
+    assert np.mean([without[v] for v in test_labels if test_labels[v]]) < np.mean([scores[v] for v in test_labels if test_labels[v]])
+
+
+def test_a_self_blend_teaches_the_patch_scorer_only_where_it_covers_the_patch():
+    train, labels, _ = descriptor_rows(30, signal=0.0, frames=8)
+    learnt = {}
+    for cover in (1.0, 0.3):  # 0.3: under BLENDED_PATCH, the blend hardly touched these patches
+        blended = blends_of(train, labels, patch_bin(11), 1.5, cover=cover)
+        learnt[cover] = fit_patch_scorer(train, blended, labels, seed=0).weights
+    assert int(np.argmax(learnt[1.0])) == 11 and learnt[1.0][11] > 5 * abs(learnt[0.3][11])
+
+
+def test_a_crop_linear_model_saved_without_a_patch_scorer_still_loads_and_scores(tmp_path):
+    train, labels, groups = descriptor_rows(20, signal=2.0)
+    model = fit_crop_linear(train, labels, groups, seed=0, patches=False)
+    path = tmp_path / "model_crops_linear.json"
+    save_crop_linear(model, path)
+    saved = json.loads(path.read_text())
+    assert saved["patch"] is None
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k not in ("patch", "patch_scale")}))  # older format
+    again = load_crop_linear(path)
+    assert again.patch is None and again.patch_scale == 0.0
+    assert crop_video_scores(again, train, sorted(labels)) == crop_video_scores(model, train, sorted(labels))

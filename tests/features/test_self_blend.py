@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from features.self_blend import face_mask, self_blend
+from features.self_blend import face_mask, self_blend, self_blend_with_mask
 from tests.conftest import face_scene
 
 
@@ -25,3 +25,13 @@ def test_self_blend_changes_the_face_only_and_is_reproducible():
     assert not np.array_equal(fake, self_blend(crop, 0.3, np.random.default_rng(6)))
     with pytest.raises(ValueError, match="square colour crop"):
         self_blend(crop[:, :100], 0.3, np.random.default_rng(0))
+
+
+def test_the_blend_mask_says_where_the_fake_differs():
+    crop = face_scene(224, 224)
+    fake, mask = self_blend_with_mask(crop, 0.3, np.random.default_rng(5))
+    assert np.array_equal(fake, self_blend(crop, 0.3, np.random.default_rng(5)))
+    assert mask.shape == (224, 224) and mask.min() >= 0.0 and mask.max() <= 1.0
+    diff = np.abs(fake.astype(int) - crop.astype(int)).max(axis=2)
+    assert diff[mask == 0].max() == 0  # outside the mask the fake is the crop
+    assert diff[mask > 0.5 * mask.max()].mean() > 1.0

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
+from features.crop_descriptors import PATCH_BINS
 from features.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
@@ -210,6 +211,10 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     if kind == "crop_linear":  # what the model looks at, per descriptor block, in the model card
         shares = card["feature_importance"]
         assert {"LBP", "residual d1 band", "residual d2 ring"} <= set(shares) and abs(sum(shares.values()) - 1) < 1e-3
+        assert set(card["scorer_shares"]) == {"crop", "patch"} and abs(sum(card["scorer_shares"].values()) - 1) < 1e-3
+        assert model.patch is not None and len(model.patch.weights) == PATCH_BINS
+    else:
+        assert card["scorer_shares"] == {}
     store = CacheStore(str(cache))
     # Descriptors were computed once per video into the cache (self-blended copies for REAL videos only).
     videos = store.read("videos")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from features.cache import CacheStore
-from features.crop_descriptors import descriptor_names, descriptor_table
+from features.crop_descriptors import descriptor_table, table_names
 from features.crops import encode_jpeg
 from tasks.train import compute_descriptors, crop_descriptors, stale_descriptor_videos
 from tests.conftest import face_scene
@@ -36,7 +36,7 @@ def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp
     stored = store.read("descriptors")
     assert stored.groupby(["video_id", "blended"]).size().to_dict() == {("fake", False): 3, ("real", False): 3,
                                                                        ("real", True): 3}
-    assert list(stored.columns[5:]) == descriptor_names()
+    assert list(stored.columns[5:]) == table_names()
 
     crops = pd.DataFrame({"video_id": "real", "frame_index": [0, 10, 20],
                           "crop_jpeg": list(store.read_partition("faces", "real").crop_jpeg)})
@@ -44,7 +44,7 @@ def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp
         read = crop_descriptors(videos[videos.video_id == "real"], store.url, blended=blended)
         direct = descriptor_table(crops, {"real": 0.3}, self_blended=blended)
         assert read[["video_id", "frame_index"]].values.tolist() == direct[["video_id", "frame_index"]].values.tolist()
-        assert np.allclose(read[descriptor_names()].to_numpy(np.float64), direct[descriptor_names()].to_numpy(np.float64),
+        assert np.allclose(read[table_names()].to_numpy(np.float64), direct[table_names()].to_numpy(np.float64),
                            rtol=1e-5, atol=1e-6, equal_nan=True)  # float32 in the cache
 
 
@@ -66,4 +66,4 @@ def test_a_video_without_cached_descriptors_is_computed_on_read_and_not_written(
     assert read.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}  # asked for blends of both
     assert read.frame_index.dtype == np.int64 and not store.fs.exists(store.table_dir("descriptors"))
     empty = crop_descriptors(videos[videos.video_id == "faceless"], store.url)
-    assert empty.empty and list(empty.columns) == ["video_id", "frame_index", *descriptor_names()]
+    assert empty.empty and list(empty.columns) == ["video_id", "frame_index", *table_names()]
