@@ -143,7 +143,7 @@ def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2)
 
 def patch_boxes(side: int) -> list[tuple[int, int, int, int]]:
     """(top, bottom, left, right) pixel bounds of each described patch of a square crop (patch_positions order);
-    the last row and column of patches take the pixels a side not divisible by PATCH_GRID leaves over."""
+    cuts fall on the pixel nearest to each 1/PATCH_GRID of the side, so patches differ by at most one pixel."""
     cut = [round(i * side / PATCH_GRID) for i in range(PATCH_GRID + 1)]
     return [(cut[k // PATCH_GRID], cut[k // PATCH_GRID + 1], cut[k % PATCH_GRID], cut[k % PATCH_GRID + 1])
             for k in patch_positions()]
