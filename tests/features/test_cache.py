@@ -5,8 +5,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.cache import (FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA, CacheStore, cache_key, fingerprint_file,
-                            partition_name)
+from features.cache import (DESCRIPTORS_SCHEMA, FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA, CacheStore, cache_key,
+                            fingerprint_file, partition_name)
 
 
 def _video(vid="ds/a", key="k1", status="ok"):
@@ -33,6 +33,23 @@ def test_round_trip_with_documented_schemas(tmp_path):
     faces = pd.read_parquet(tmp_path / "cache" / "faces")  # plain pandas reads a table folder
     assert len(faces) == 3 and set(faces.cache_key) == {"k1"}
     assert store.read("videos").loc[0, "write_s"] >= 0
+
+
+def test_wide_descriptor_partitions_are_written_without_statistics_and_read_back_typed(tmp_path):
+    import numpy as np
+
+    store = CacheStore(str(tmp_path))
+    names = DESCRIPTORS_SCHEMA.names[5:]
+    values = np.random.default_rng(0).random((4, len(names))).astype(np.float32)
+    rows = [{"video_id": "ds/a", "cache_key": "k1", "descriptors_version": "2", "frame_index": i, "blended": i % 2 == 1,
+             **dict(zip(names, values[i].tolist()))} for i in range(4)]
+    store.write_table("descriptors", "ds/a", rows)
+    meta = pq.ParquetFile(store.partition("descriptors", "ds/a")).metadata
+    assert meta.num_columns == len(DESCRIPTORS_SCHEMA) and meta.row_group(0).column(10).statistics is None
+    back = store.read_partition("descriptors", "ds/a")
+    assert back.blended.tolist() == [False, True, False, True] and back.frame_index.tolist() == [0, 1, 2, 3]
+    assert back[names].dtypes.eq(np.float32).all() and np.array_equal(back[names].to_numpy(), values)
+    assert store.read("descriptors", committed_only=False)[names].shape == (4, len(names))
 
 
 def test_rewrite_replaces_never_appends(tmp_path):
