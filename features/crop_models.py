@@ -189,14 +189,25 @@ def fit_patch_scorer(descriptors: pd.DataFrame, blended: pd.DataFrame, labels: d
     at_blend, at_real = _blend_pairs(descriptors, blended)
     diff = (blend_patches[at_blend] - patches[at_real])[covered[at_blend]] / std
     singles = (np.concatenate([real, fake, blend_patches[covered]]) - mean) / std
+    n_blended = int(covered.sum())
+    y = np.concatenate([np.zeros(len(real), int), np.ones(len(fake) + n_blended, int)])
+    weight = np.concatenate([np.ones(len(real)), np.full(len(fake), FAKE_PATCH_WEIGHT), np.ones(n_blended)])
+    return PatchScorer(mean, std, _singles_and_pairs(singles, y, diff, PATCH_C, seed, weight))
+
+
+def _singles_and_pairs(singles: np.ndarray, y: np.ndarray, diff: np.ndarray, c: float, seed: int,
+                       weight: np.ndarray | None = None) -> np.ndarray:
+    """Weights of one L2 logistic regression without intercept over standardised rows: single rows are [x, 1] with
+    their labels (and `weight`s); a pair difference contributes [d, 0] as FAKE and [-d, 0] as REAL, so the weights
+    must rank every blended row above its source."""
     design = np.concatenate([np.c_[singles, np.ones(len(singles))], np.c_[diff, np.zeros(len(diff))],
                              np.c_[-diff, np.zeros(len(diff))]])
-    target = np.concatenate([np.zeros(len(real)), np.ones(len(fake) + int(covered.sum()) + len(diff)), np.zeros(len(diff))])
-    weight = np.concatenate([np.ones(len(real)), np.full(len(fake), FAKE_PATCH_WEIGHT), np.ones(int(covered.sum()) + 2 * len(diff))])
-    with threadpool_limits(limits=1):
-        solver = LogisticRegression(C=PATCH_C, fit_intercept=False, max_iter=5000, random_state=seed)
-        solver.fit(design, target.astype(int), sample_weight=weight)
-    return PatchScorer(mean, std, solver.coef_[0, :-1].copy())
+    target = np.concatenate([y, np.ones(len(diff), int), np.zeros(len(diff), int)])
+    sample_weight = None if weight is None else np.concatenate([weight, np.ones(2 * len(diff))])
+    with threadpool_limits(limits=1):  # lbfgs on this thin matrix runs several times slower with a BLAS thread per core
+        solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed)
+        solver.fit(design, target, sample_weight=sample_weight)
+    return solver.coef_[0, :-1].copy()
 
 
 def fit_crop_gbm(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], seed: int = 0,
@@ -237,13 +248,9 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
         singles = np.concatenate([x, _matrix(extra, columns)])
         y = np.concatenate([rows.video_id.map(labels).to_numpy(int), np.ones(len(extra), int)])
         diff = np.nan_to_num(blend_differences(rows, extra, columns) / std, nan=0.0)
-        design = np.concatenate([np.c_[_standardised(singles, mean, std), np.ones(len(singles))],
-                                 np.c_[diff, np.zeros(len(diff))], np.c_[-diff, np.zeros(len(diff))]])
-        target = np.concatenate([y, np.ones(len(diff), int), np.zeros(len(diff), int)])
-        with threadpool_limits(limits=1):  # lbfgs on this thin matrix runs several times slower with a BLAS thread per core
-            solver = LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed).fit(design, target)
+        weights = _singles_and_pairs(_standardised(singles, mean, std), y, diff, c, seed)
         patch = fit_patch_scorer(rows, extra, labels, seed) if patches else None
-        return CropLinearModel(columns, mean, std, solver.coef_[0, :-1].copy(), patch=patch)
+        return CropLinearModel(columns, mean, std, weights, patch=patch)
 
     return _calibrated(fit, descriptors, labels, groups, seed)
 
