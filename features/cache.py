@@ -26,6 +26,7 @@ import time
 import uuid
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -75,14 +76,15 @@ FEATURES_SCHEMA = pa.schema([
 
 # Per-crop descriptors of the main face (features.crop_descriptors), and of its self-blended fake (blended) for
 # REAL videos: computed once per video and extraction, read by every fold of every crop model fit.
-DESCRIPTORS_SCHEMA = pa.schema([
-    ("video_id", pa.string()), ("cache_key", pa.string()), ("descriptors_version", pa.string()),
-    ("frame_index", pa.int32()), ("blended", pa.bool_()),
-    *[(name, pa.float32()) for name in table_names()],
-])
+# On disk the ~2,000 descriptor values of a row are one fixed-size list column (`values`, in table_names() order):
+# as ~2,000 Parquet columns, every file's footer outweighed its data and reading 130 partitions took 5 s of
+# per-column-chunk overhead. Readers get them back as named float32 columns (DESCRIPTOR_COLUMNS).
+_DESCRIPTOR_KEYS = [("video_id", pa.string()), ("cache_key", pa.string()), ("descriptors_version", pa.string()),
+                    ("frame_index", pa.int32()), ("blended", pa.bool_())]
+DESCRIPTORS_SCHEMA = pa.schema([*_DESCRIPTOR_KEYS, ("values", pa.list_(pa.float32(), len(table_names())))])
+DESCRIPTOR_COLUMNS = [name for name, _ in _DESCRIPTOR_KEYS] + table_names()
 
-# The descriptors table is ~2,000 float columns wide: per-column statistics and the stored Arrow schema made the
-# footer of a 32-row partition weigh more than its data (746 KB a file; 436 KB without). Readers pass the schema.
+# No column statistics (useless for the packed values) and no stored Arrow schema: readers pass the schema.
 _WRITE_OPTIONS = {"descriptors": {"write_statistics": False, "use_dictionary": False, "store_schema": False}}
 
 SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, "features": FEATURES_SCHEMA,
@@ -125,10 +127,34 @@ def partition_name(video_id: str) -> str:
 
 
 def to_table(table: str, rows: list[dict]) -> pa.Table:
-    """Rows as an Arrow table with the table's documented schema (missing columns become null)."""
+    """Rows as an Arrow table with the table's documented schema (missing columns become null). Descriptor rows
+    carry their values either packed (`values`, in table_names() order) or named (DESCRIPTOR_COLUMNS)."""
     schema = SCHEMAS[table]
-    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    columns = {name: [row.get(name) for row in rows] for name in schema.names if name != "values"}
+    if table == "descriptors":
+        names = table_names()
+        values = np.array([row["values"] if "values" in row else [row.get(name, np.nan) for name in names]
+                           for row in rows], np.float32).reshape(-1, len(names))
+        columns["values"] = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel(), pa.float32()), len(names))
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def _unpacked(table: str, arrow: pa.Table, columns: list[str] | None = None) -> pd.DataFrame:
+    """An Arrow table read from `table` as the DataFrame readers see: descriptor values as named float32 columns
+    (NaN where a row has none: a partition written before the values were packed)."""
+    if table != "descriptors" or "values" not in arrow.column_names:
+        return arrow.to_pandas()
+    names = table_names()
+    packed = arrow.column("values").combine_chunks()
+    values = np.full((len(arrow), len(names)), np.nan, np.float32)
+    valid = packed.is_valid().to_numpy(zero_copy_only=False)
+    if valid.any():
+        values[valid] = packed.filter(pa.array(valid)).flatten().to_numpy().reshape(-1, len(names))
+    index = {name: i for i, name in enumerate(names)}
+    wanted = [c for c in (columns or names) if c in index]
+    keys = arrow.drop_columns(["values"]).to_pandas()
+    frame = pd.DataFrame(values[:, [index[c] for c in wanted]], columns=wanted, index=keys.index)
+    return pd.concat([keys, frame], axis=1)
 
 
 class CacheBusyError(RuntimeError):
@@ -186,15 +212,20 @@ class CacheStore:
     def read(self, table: str, columns: list[str] | None = None, committed_only: bool = True) -> pd.DataFrame:
         """A whole table as a DataFrame; by default only rows whose video's current videos row commits them."""
         schema = SCHEMAS[table]
+        names = DESCRIPTOR_COLUMNS if table == "descriptors" else schema.names
+        wanted = columns or names
         path = self.table_dir(table)
         if not self.fs.exists(path):
-            return schema.empty_table().to_pandas()[columns or schema.names]
+            return _unpacked(table, schema.empty_table(), wanted)[wanted]
         dataset = ds.dataset(path, schema=schema, format="parquet", filesystem=self.fs)
+        read_cols = list(dict.fromkeys([*wanted, *(() if table == "videos" or not committed_only
+                                                  else ("video_id", "cache_key"))]))
+        if table == "descriptors":
+            packed = set(table_names())
+            read_cols = [c for c in read_cols if c not in packed] + (["values"] if packed & set(read_cols) else [])
+        frame = _unpacked(table, dataset.to_table(columns=read_cols), wanted)
         if table == "videos" or not committed_only:
-            return dataset.to_table(columns=columns).to_pandas()
-        wanted = columns or schema.names
-        read_cols = list(dict.fromkeys([*wanted, "video_id", "cache_key"]))
-        frame = dataset.to_table(columns=read_cols).to_pandas()
+            return frame[wanted]
         keys = self.read("videos", columns=["video_id", "cache_key"])
         return frame.merge(keys, on=["video_id", "cache_key"], how="inner")[wanted]
 
@@ -202,9 +233,9 @@ class CacheStore:
         """One video's partition of a table (empty with the schema's columns when absent)."""
         path = self.partition(table, video_id)
         if not self.fs.exists(path):
-            return SCHEMAS[table].empty_table().to_pandas()
+            return _unpacked(table, SCHEMAS[table].empty_table())
         with self.fs.open(path, "rb") as fh:
-            return pq.read_table(fh, schema=SCHEMAS[table]).to_pandas()
+            return _unpacked(table, pq.read_table(fh, schema=SCHEMAS[table]))
 
     def read_video_row(self, video_id: str) -> dict | None:
         path = self.partition("videos", video_id)

@@ -23,9 +23,9 @@ import numpy as np
 
 from features.video_features import crop_regions, inner_face_grey, radial_spectrum, seam_contrast
 
-# Bump when a descriptor's values change (names, zones, quantisation, the self-blend): cached descriptors are
-# recomputed from the stored crops.
-DESCRIPTORS_VERSION = "2"
+# Bump when a descriptor's values change (names, zones, quantisation, the self-blend) or how the cache stores
+# them: cached descriptors are recomputed from the stored crops. "3": the values packed into one list column.
+DESCRIPTORS_VERSION = "3"
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
 # Zones by distance from the crop centre (Chebyshev), in units of half the face box side.

@@ -92,9 +92,10 @@ def training_device() -> str:
     return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
-def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
-    """Descriptor rows of one video's main-face crops, plus their self-blended copies when the video is REAL."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_table
+def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
+    """Descriptors of one video's main-face crops (video_id, frame_index, blended, table_names()), plus their
+    self-blended copies when the video is REAL."""
+    from features.crop_descriptors import descriptor_table
 
     vid = video["video_id"]
     crops = main_crops(store, [vid], {vid: video["cache_key"]})
@@ -102,8 +103,18 @@ def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
     tables = [descriptor_table(crops, margins).assign(blended=False)]
     if video.get("label") == "REAL":
         tables.append(descriptor_table(crops, margins, self_blended=True).assign(blended=True))
-    rows = pd.concat(tables, ignore_index=True)
-    return rows.assign(cache_key=video["cache_key"], descriptors_version=DESCRIPTORS_VERSION).to_dict("records")
+    return pd.concat(tables, ignore_index=True)
+
+
+def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
+    """descriptor_frame as the cache's rows, the values packed in table_names() order."""
+    from features.crop_descriptors import DESCRIPTORS_VERSION, table_names
+
+    frame = descriptor_frame(store, video)
+    values = frame[table_names()].to_numpy(np.float32)
+    return [{"video_id": video["video_id"], "cache_key": video["cache_key"], "descriptors_version": DESCRIPTORS_VERSION,
+             "frame_index": int(frame_index), "blended": bool(blended), "values": row}
+            for frame_index, blended, row in zip(frame.frame_index, frame.blended, values)]
 
 
 @task(name="compute-descriptors", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
@@ -144,7 +155,7 @@ def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> 
         part = store.read_partition("descriptors", video["video_id"])
         part = part[(part.cache_key == video["cache_key"]) & (part.descriptors_version == DESCRIPTORS_VERSION)]
         if part.empty or (blended and not part.blended.any()):
-            part = pd.DataFrame(descriptor_rows(store, {**video, "label": "REAL" if blended else None}))
+            part = descriptor_frame(store, {**video, "label": "REAL" if blended else None})
         if not part.empty:
             parts.append(part[part.blended == blended][columns])
     if not parts:  # the empty table, typed as descriptor_table types it

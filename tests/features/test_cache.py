@@ -5,8 +5,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.cache import (DESCRIPTORS_SCHEMA, FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA, CacheStore, cache_key,
-                            fingerprint_file, partition_name)
+from features.cache import (DESCRIPTOR_COLUMNS, DESCRIPTORS_SCHEMA, FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA,
+                            CacheStore, cache_key, fingerprint_file, partition_name)
+from features.crop_descriptors import table_names
 
 
 def _video(vid="ds/a", key="k1", status="ok"):
@@ -35,21 +36,47 @@ def test_round_trip_with_documented_schemas(tmp_path):
     assert store.read("videos").loc[0, "write_s"] >= 0
 
 
-def test_wide_descriptor_partitions_are_written_without_statistics_and_read_back_typed(tmp_path):
+def test_descriptor_values_are_stored_packed_and_read_back_as_named_float32_columns(tmp_path):
     import numpy as np
 
     store = CacheStore(str(tmp_path))
-    names = DESCRIPTORS_SCHEMA.names[5:]
+    names = DESCRIPTOR_COLUMNS[5:]
+    assert names == table_names() and DESCRIPTORS_SCHEMA.names[5:] == ["values"]
     values = np.random.default_rng(0).random((4, len(names))).astype(np.float32)
-    rows = [{"video_id": "ds/a", "cache_key": "k1", "descriptors_version": "2", "frame_index": i, "blended": i % 2 == 1,
+    values[1, 7] = np.nan
+    rows = [{"video_id": "ds/a", "cache_key": "k1", "descriptors_version": "3", "frame_index": i, "blended": i % 2 == 1,
              **dict(zip(names, values[i].tolist()))} for i in range(4)]
     store.write_table("descriptors", "ds/a", rows)
     meta = pq.ParquetFile(store.partition("descriptors", "ds/a")).metadata
-    assert meta.num_columns == len(DESCRIPTORS_SCHEMA) and meta.row_group(0).column(10).statistics is None
+    assert meta.num_columns == 6 and meta.row_group(0).column(5).statistics is None  # one leaf column of values
     back = store.read_partition("descriptors", "ds/a")
+    assert list(back.columns) == DESCRIPTOR_COLUMNS
     assert back.blended.tolist() == [False, True, False, True] and back.frame_index.tolist() == [0, 1, 2, 3]
-    assert back[names].dtypes.eq(np.float32).all() and np.array_equal(back[names].to_numpy(), values)
-    assert store.read("descriptors", committed_only=False)[names].shape == (4, len(names))
+    assert back[names].dtypes.eq(np.float32).all()
+    assert np.array_equal(back[names].to_numpy(), values, equal_nan=True) and np.isnan(back.loc[1, names[7]])
+    everything = store.read("descriptors", committed_only=False)
+    assert list(everything.columns) == DESCRIPTOR_COLUMNS and everything[names].shape == (4, len(names))
+    some = store.read("descriptors", columns=["video_id", names[3], names[0]], committed_only=False)
+    assert list(some.columns) == ["video_id", names[3], names[0]]
+    assert np.array_equal(some[names[3]].to_numpy(), values[:, 3])
+    assert list(store.read("descriptors", columns=["video_id", "blended"], committed_only=False).columns) == [
+        "video_id", "blended"]
+    empty = CacheStore(str(tmp_path / "none")).read("descriptors")
+    assert empty.empty and list(empty.columns) == DESCRIPTOR_COLUMNS
+
+
+def test_a_descriptor_partition_in_the_old_wide_layout_reads_as_missing_values(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    store = CacheStore(str(tmp_path))
+    names = table_names()
+    old = pa.table({"video_id": ["a"], "cache_key": ["k1"], "descriptors_version": ["2"], "frame_index": [0],
+                    "blended": [False], **{name: pa.array([0.5], pa.float32()) for name in names}})
+    store.fs.makedirs(os.path.dirname(store.partition("descriptors", "a")), exist_ok=True)
+    pq.write_table(old, store.partition("descriptors", "a"))
+    back = store.read_partition("descriptors", "a")
+    assert back.descriptors_version.tolist() == ["2"] and np.isnan(back[names].to_numpy()).all()
 
 
 def test_rewrite_replaces_never_appends(tmp_path):

@@ -47,6 +47,17 @@ def test_prior_baseline_uses_the_other_folds():
     assert np.allclose(prior_predictions(y, fold), [1 / 4, 1 / 4, 3 / 4, 3 / 4, 2 / 4, 2 / 4])
 
 
+def test_prior_baseline_auc_is_that_of_a_constant():
+    # Per-fold FAKE rates anti-correlate with the fold's own labels: ranking by them scores 0.0 here, not 0.5.
+    y = np.array([1, 1, 0, 0, 1, 0])
+    frame = pd.DataFrame({"label": np.where(y == 1, "FAKE", "REAL"), "p_fake": [0.9, 0.8, 0.1, 0.2, 0.7, 0.3],
+                          "p_prior": prior_predictions(y, np.array([0, 0, 1, 1, 2, 2]))})
+    assert metrics(y, frame.p_prior)["roc_auc"] < 0.2
+    result = evaluate(frame)
+    assert result["prior"]["roc_auc"] == 0.5 and result["overall"]["roc_auc"] == 1.0
+    assert result["prior"]["log_loss"] == pytest.approx(dfdc_log_loss(y, frame.p_prior))
+
+
 def _frame():
     return pd.DataFrame({"label": ["REAL", "FAKE", "REAL", "FAKE", "FAKE", "REAL"],
                          "p_fake": [0.2, 0.8, 0.3, 0.6, 0.5, 0.5], "p_prior": 0.5,
