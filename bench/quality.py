@@ -100,11 +100,14 @@ def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     return crop_descriptors(ok[ok.label == "REAL"] if self_blended else ok, cache, blended=self_blended)
 
 
-def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool, **options):
+def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool,
+                       landmarks: bool = True, **options):
     """tasks.train.CROP_FITS[kind] on the training clips' crops (what `dfp train --model KIND` fits, there always
-    with self-blending and default options)."""
+    with self-blending, crop_linear with its landmark inputs, and default options)."""
     from tasks.train import CROP_FITS
 
+    if kind == "crop_linear" and landmarks:
+        options["videos"] = train
     descriptors = _crop_descriptors(cache)
     return CROP_FITS[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
                            dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
@@ -120,7 +123,7 @@ def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop
     descriptors = _crop_descriptors(cache)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
-        scores = crop_models.crop_video_scores(model, descriptors, list(test.video_id))
+        scores = crop_models.crop_video_scores(model, descriptors, list(test.video_id), test)
         return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
 
     return predict
@@ -134,12 +137,16 @@ MODELS = {
     "gbm": fit_gbm, "logreg": fit_logreg,
     "crop_gbm": functools.partial(fit_crop_model, kind="crop_gbm"),  # ablation: no self-blended fakes
     "crop_gbm_sbi": functools.partial(fit_crop_model, kind="crop_gbm", self_blend=True),
-    # ablation: the crop-level scorer alone, without the patch scorer beside it
-    "crop_linear_no_patches": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True, patches=False),
+    # ablations: the crop-level scorer alone; crop and patch scorers without the landmark-dynamics inputs
+    "crop_linear_no_patches": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True, patches=False,
+                                                landmarks=False),
+    "crop_linear_no_landmarks": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True,
+                                                  landmarks=False),
     "crop_linear": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True),
     "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi,
 }
-DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches", "crop_linear_no_landmarks",
+                  "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -285,14 +292,14 @@ def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: 
 
 def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """What crop_linear looks at, fitted on every usable clip: its crop scorer's weight per descriptor block, and
-    the share of its final logit's spread over those clips due to the crop and the patch scorer."""
+    the share of its final logit's spread over those clips due to the crop and patch scorers and the landmarks."""
     from features import crop_models
 
     usable = frame[frame.status == "ok"]
     model = _fitted_crop_model(usable, seed, cache, "crop_linear", self_blend=True)
     descriptors = _crop_descriptors(cache)
     return (crop_models.weight_shares(model),
-            crop_models.input_shares(model, descriptors[descriptors.video_id.isin(set(usable.video_id))]))
+            crop_models.input_shares(model, descriptors[descriptors.video_id.isin(set(usable.video_id))], usable))
 
 
 # ----------------------------------------------------------------------------------------------- report

@@ -9,9 +9,10 @@ Both learn from every stored main-face crop labelled as its video, plus self-ble
   but labelled by where the self-blend actually fell; a crop scores its most manipulated-looking patch. The two
   see the face differently (their video scores correlate about 0.3 on the development clips), and their
   combination is learnt, not fixed.
-A video's inputs are the mean crop score (and the mean patch score); a logistic regression on them, fitted on
-out-of-fold inputs of the training videos (3 folds by leakage group), weighs and calibrates them: in-sample
-scores would be overconfident.
+A video's inputs are the mean crop score (and the mean patch score), and for crop_linear the video's landmark
+dynamics (features.video_features.LANDMARK_FEATURES: how much the expression moves, which generated faces do
+less); a logistic regression on them, fitted on out-of-fold inputs of the training videos (3 folds by leakage
+group), weighs and calibrates them: in-sample scores would be overconfident.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class CropLinearModel:
     shift: float = 0.0
     patch: PatchScorer | None = None
     patch_scale: float = 0.0
+    video_columns: list[str] = field(default_factory=list)  # per-video inputs of the combination (landmarks)
+    video_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    video_fill: np.ndarray = field(default_factory=lambda: np.zeros(0))  # training medians, for a missing value
 
     def frame_scores(self, descriptors: pd.DataFrame) -> np.ndarray:
         return _standardised(_matrix(descriptors, self.columns), self.mean, self.std) @ self.weights
@@ -109,42 +113,59 @@ def video_mean_scores(model, descriptors: pd.DataFrame) -> pd.Series:
     return pd.Series(model.frame_scores(descriptors), index=descriptors.video_id.to_numpy()).groupby(level=0).mean()
 
 
-def video_inputs(model, descriptors: pd.DataFrame) -> pd.DataFrame:
-    """Per video, what the final logistic combination sees: "crop", the mean frame score, and for a model with a
-    patch scorer "patch", the mean of its crops' patch scores."""
+def video_inputs(model, descriptors: pd.DataFrame, videos: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per video with crops, what the final logistic combination sees: "crop", the mean frame score; for a model
+    with a patch scorer "patch", the mean of its crops' patch scores; and the model's video_columns, read from
+    `videos` (video_id plus those columns; a missing value takes the training median)."""
     columns = [video_mean_scores(model, descriptors).rename("crop")]
     if getattr(model, "patch", None) is not None:
         patch = model.patch.crop_scores(descriptors) if len(descriptors) else np.zeros(0)
         columns.append(pd.Series(patch, index=descriptors.video_id.to_numpy(), dtype=float).groupby(level=0).mean()
                        .rename("patch"))
-    return pd.concat(columns, axis=1)
+    inputs = pd.concat(columns, axis=1)
+    wanted = list(getattr(model, "video_columns", []))
+    if wanted:
+        missing = [c for c in wanted if videos is None or c not in videos.columns]
+        if missing:
+            raise ValueError(f"this crop_linear model also reads the per-video features {missing}: pass the video "
+                             "table (dfp computes them with the other per-video features)")
+        values = videos.drop_duplicates("video_id").set_index("video_id")[wanted].astype(float)
+        values = values.reindex(inputs.index).fillna(pd.Series(model.video_fill, index=wanted))
+        inputs = inputs.join(values)
+    return inputs
 
 
-def crop_video_scores(model, descriptors: pd.DataFrame, video_ids: list[str]) -> dict[str, float]:
-    """P(FAKE) per video (NaN for a video without crops)."""
-    inputs = video_inputs(model, descriptors[descriptors.video_id.isin(set(video_ids))])
+def crop_video_scores(model, descriptors: pd.DataFrame, video_ids: list[str],
+                      videos: pd.DataFrame | None = None) -> dict[str, float]:
+    """P(FAKE) per video (NaN for a video without crops); `videos` supplies a model's video_columns."""
+    inputs = video_inputs(model, descriptors[descriptors.video_id.isin(set(video_ids))], videos)
     z = model.scale * inputs["crop"] + model.shift
     if "patch" in inputs:
         z = z + model.patch_scale * inputs["patch"]
+    for column, weight in zip(getattr(model, "video_columns", []), getattr(model, "video_weights", [])):
+        z = z + weight * inputs[column]
     scores = dict(zip(inputs.index, 1 / (1 + np.exp(-z.clip(-30, 30)))))
     return {v: float(scores.get(v, math.nan)) for v in video_ids}
 
 
 def _calibrated(fit: Callable[[set[str]], object], descriptors: pd.DataFrame, labels: dict[str, int],
-                groups: dict[str, str], seed: int):
+                groups: dict[str, str], seed: int, videos: pd.DataFrame | None = None):
     """Fit on every video, with the final logistic combination (Platt scaling when the model has one input)
     learnt on out-of-fold video_inputs of 3 inner grouped folds."""
     from features.evaluation import grouped_folds
 
     vids = np.array(sorted(labels))
     inner = grouped_folds(np.array([labels[v] for v in vids]), np.array([groups[v] for v in vids]), 3, seed=seed)
-    held = pd.concat([video_inputs(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))])
-                      for f in np.unique(inner)])
+    held = pd.concat([video_inputs(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))],
+                                   videos) for f in np.unique(inner)])
     combination = LogisticRegression(C=1.0).fit(held.to_numpy(), held.index.map(labels).to_numpy())
+    coefficients = dict(zip(held.columns, combination.coef_[0]))
     model = fit(set(vids))
-    model.scale, model.shift = float(combination.coef_[0, 0]), float(combination.intercept_[0])
+    model.scale, model.shift = float(coefficients["crop"]), float(combination.intercept_[0])
     if "patch" in held:
-        model.patch_scale = float(combination.coef_[0, list(held.columns).index("patch")])
+        model.patch_scale = float(coefficients["patch"])
+    if getattr(model, "video_columns", None):
+        model.video_weights = np.array([coefficients[c] for c in model.video_columns], np.float64)
     return model
 
 
@@ -228,9 +249,11 @@ def fit_crop_gbm(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict
 
 
 def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], seed: int = 0,
-                    blended: pd.DataFrame | None = None, c: float = LINEAR_C, patches: bool = True) -> CropLinearModel:
+                    blended: pd.DataFrame | None = None, c: float = LINEAR_C, patches: bool = True,
+                    videos: pd.DataFrame | None = None, video_columns: list[str] | None = None) -> CropLinearModel:
     """The joint single-crop + blend-pair linear scorer (module docstring), with a patch scorer unless `patches`
-    is False (then the descriptors need no patch columns).
+    is False (then the descriptors need no patch columns), and `video_columns` of the `videos` table (video_id
+    plus those columns; default LANDMARK_FEATURES when `videos` is given) as further inputs of the combination.
 
     One L2 logistic regression without intercept over standardised rows: single crops are [x, 1] with their
     video's label (self-blended crops as FAKE); a pair contributes [x_blend - x_real, 0] as FAKE and its
@@ -238,21 +261,29 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
     """
     columns = descriptor_names()
 
-    def fit(videos: set[str]) -> CropLinearModel:
-        rows = descriptors[descriptors.video_id.isin(videos)]
+    def fit(chosen: set[str]) -> CropLinearModel:
+        rows = descriptors[descriptors.video_id.isin(chosen)]
         x = _matrix(rows, columns)
         with warnings.catch_warnings():  # a column with no value at all gets mean 0, std 1e-6
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nan_to_num(np.nanmean(x, 0)), np.nan_to_num(np.nanstd(x, 0)) + 1e-6
-        extra = _blended_of_reals(blended, rows, videos, labels)
+        extra = _blended_of_reals(blended, rows, chosen, labels)
         singles = np.concatenate([x, _matrix(extra, columns)])
         y = np.concatenate([rows.video_id.map(labels).to_numpy(int), np.ones(len(extra), int)])
         diff = np.nan_to_num(blend_differences(rows, extra, columns) / std, nan=0.0)
         weights = _singles_and_pairs(_standardised(singles, mean, std), y, diff, c, seed)
         patch = fit_patch_scorer(rows, extra, labels, seed) if patches else None
-        return CropLinearModel(columns, mean, std, weights, patch=patch)
+        fill = np.zeros(len(extras))
+        if extras:  # a video without the value (no landmarks) scores as the median training video
+            fill = np.nan_to_num(videos[videos.video_id.isin(chosen)][extras].astype(float).median().to_numpy())
+        return CropLinearModel(columns, mean, std, weights, patch=patch, video_columns=list(extras), video_fill=fill)
 
-    return _calibrated(fit, descriptors, labels, groups, seed)
+    extras: list[str] = []
+    if videos is not None:
+        from features.video_features import LANDMARK_FEATURES
+
+        extras = list(LANDMARK_FEATURES if video_columns is None else video_columns)
+    return _calibrated(fit, descriptors, labels, groups, seed, videos)
 
 
 def descriptor_block(column: str) -> str:
@@ -273,11 +304,12 @@ def weight_shares(model: CropLinearModel) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in shares.sort_values(ascending=False).items()}
 
 
-def input_shares(model: CropLinearModel, descriptors: pd.DataFrame) -> dict[str, float]:
-    """Share of the spread of the final logit over the given videos due to each input ("crop", "patch"):
-    |coefficient| x standard deviation of the input, normalised to sum to 1."""
-    inputs = video_inputs(model, descriptors)
-    coefficients = {"crop": model.scale, "patch": model.patch_scale}
+def input_shares(model: CropLinearModel, descriptors: pd.DataFrame, videos: pd.DataFrame | None = None) -> dict[str, float]:
+    """Share of the spread of the final logit over the given videos due to each input ("crop", "patch", and the
+    video columns): |coefficient| x standard deviation of the input, normalised to sum to 1."""
+    inputs = video_inputs(model, descriptors, videos)
+    coefficients = {"crop": model.scale, "patch": model.patch_scale,
+                    **dict(zip(model.video_columns, np.asarray(model.video_weights, float).tolist()))}
     spread = {k: abs(coefficients[k]) * float(inputs[k].std()) for k in inputs.columns}
     total = sum(spread.values()) or 1.0
     return {k: round(v / total, 4) for k, v in spread.items()}
@@ -306,7 +338,9 @@ def save_crop_linear(model: CropLinearModel, path: str | Path) -> None:
     Path(path).write_text(json.dumps({
         "columns": model.columns, "mean": model.mean.tolist(), "std": model.std.tolist(),
         "weights": model.weights.tolist(), "scale": model.scale, "shift": model.shift,
-        "patch": patch, "patch_scale": model.patch_scale}))
+        "patch": patch, "patch_scale": model.patch_scale, "video_columns": model.video_columns,
+        "video_weights": np.asarray(model.video_weights, float).tolist(),
+        "video_fill": np.asarray(model.video_fill, float).tolist()}))
 
 
 def load_crop_linear(path: str | Path) -> CropLinearModel:
@@ -321,5 +355,10 @@ def load_crop_linear(path: str | Path) -> CropLinearModel:
         if not all(len(a) == PATCH_BINS for a in (patch.mean, patch.std, patch.weights)):
             raise ValueError(f"{path}: its patch scorer has {len(patch.weights)} weights where this version of "
                              f"deepfake-pipeline describes a patch by {PATCH_BINS} values: retrain the model")
+    video_columns = [str(c) for c in saved.get("video_columns", [])]
+    video_weights = np.asarray(saved.get("video_weights", []), np.float64)
+    video_fill = np.asarray(saved.get("video_fill", []), np.float64)
+    if not len(video_weights) == len(video_fill) == len(video_columns):
+        raise ValueError(f"{path}: video_weights and video_fill must each have one value per video column")
     return CropLinearModel(list(saved["columns"]), *arrays, float(saved["scale"]), float(saved["shift"]),
-                           patch, float(saved.get("patch_scale", 0.0)))
+                           patch, float(saved.get("patch_scale", 0.0)), video_columns, video_weights, video_fill)

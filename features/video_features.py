@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # Bump when a feature's definition changes: the features table is recomputed.
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 
 _SERIES = {
     "mean": "mean SSIM between consecutive frames",
@@ -42,6 +42,10 @@ FEATURES: dict[str, str] = {
     "spec_hf_flicker": "standard deviation over sampled frames of that high-frequency level",
     "box_jitter": "mean absolute second difference of the face-box centre, relative to box size",
     "box_scale_jitter": "standard deviation of the frame-to-frame change of log box size",
+    "landmark_mouth_sd": "log standard deviation over keyframes of mouth width / eye distance (MTCNN landmarks of "
+                         "the main face): how much the expression moves; generated faces move less",
+    "landmark_nose_sd": "log standard deviation over keyframes of nose-to-eye-midpoint distance / eye distance",
+    "landmark_vertical_sd": "log standard deviation over keyframes of mouth-to-eye-midpoint distance / eye distance",
     "det_confidence_mean": "mean MTCNN confidence on keyframes where the main face was detected",
     "det_confidence_min": "lowest MTCNN confidence of the main face",
     "detection_rate": "fraction of keyframes on which any face was detected",
@@ -49,6 +53,8 @@ FEATURES: dict[str, str] = {
     "has_face": "1 when a face track was found, else 0",
 }
 FEATURE_NAMES = list(FEATURES)
+# Expression dynamics from the detector's landmarks: crop_linear combines them with its crop and patch scores.
+LANDMARK_FEATURES = ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
 
 
 def drop_mask(x: np.ndarray) -> np.ndarray:
@@ -195,6 +201,24 @@ def box_stats(boxes: pd.DataFrame) -> dict[str, float]:
     return {"box_jitter": float(second.mean()), "box_scale_jitter": float(np.diff(np.log(size)).std())}
 
 
+def landmark_stats(faces: pd.DataFrame) -> dict[str, float]:
+    """LANDMARK_FEATURES from the main face's MTCNN landmarks (left eye, right eye, nose, mouth left, mouth right) on
+    the keyframes where it was detected. Distances are divided by the eye distance, so face size and distance to
+    the camera cancel; NaN with fewer than 3 such keyframes (or Haar detections, which have no landmarks)."""
+    rows = faces[faces.detected & faces.landmarks.notna()] if len(faces) and "landmarks" in faces else faces.iloc[0:0]
+    if len(rows) < 3:
+        return {name: math.nan for name in LANDMARK_FEATURES}
+    points = np.stack([np.asarray(v, np.float64) for v in rows.landmarks]).reshape(-1, 5, 2)
+    eyes = (points[:, 0] + points[:, 1]) / 2
+    eye_distance = np.maximum(np.linalg.norm(points[:, 0] - points[:, 1], axis=1), 1e-6)
+    ratios = {
+        "landmark_mouth_sd": np.linalg.norm(points[:, 3] - points[:, 4], axis=1) / eye_distance,
+        "landmark_nose_sd": np.linalg.norm(points[:, 2] - eyes, axis=1) / eye_distance,
+        "landmark_vertical_sd": np.linalg.norm((points[:, 3] + points[:, 4]) / 2 - eyes, axis=1) / eye_distance,
+    }
+    return {name: float(np.log(max(r.std(), 1e-6))) for name, r in ratios.items()}
+
+
 def decode_crops(jpegs) -> list[np.ndarray]:
     out = []
     for blob in jpegs:
@@ -234,6 +258,7 @@ def video_features(video: dict, faces: pd.DataFrame, ssim: pd.DataFrame, crop_ma
     out.update(seam_stats(crops, crop_margin))
     out.update(spectrum_stats(crops, crop_margin))
     out.update(box_stats(main) if len(main) else {"box_jitter": math.nan, "box_scale_jitter": math.nan})
+    out.update(landmark_stats(main))
     conf = main[main.detected].confidence.dropna() if len(main) else pd.Series(dtype=float)
     out["det_confidence_mean"] = float(conf.mean()) if len(conf) else math.nan
     out["det_confidence_min"] = float(conf.min()) if len(conf) else math.nan

@@ -175,8 +175,10 @@ def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
         return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
     if kind in CROP_FITS:
         blended = crop_descriptors(table[y == 0], cache, blended=True)
+        extra = {"videos": table} if kind == "crop_linear" else {}  # its landmark-dynamics inputs
         return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y)),
-                               dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended), "CPU"
+                               dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended,
+                               **extra), "CPU"
     store = CacheStore(cache)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(store, list(table.video_id), keys)
@@ -190,7 +192,7 @@ def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarr
     if kind == "gbm":
         return model.predict_proba(table[FEATURE_NAMES])[:, 1]
     if kind in CROP_FITS:
-        scores = crop_models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id))
+        scores = crop_models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id), table)
         return table.video_id.map(scores).to_numpy(np.float64)
     keys = dict(zip(table.video_id, table.cache_key))
     crops = main_crops(CacheStore(cache), list(table.video_id), keys)
@@ -225,7 +227,7 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
         elif kind == "crop_linear":
             crop_models.save_crop_linear(model, out / model_file)
             importances = crop_models.weight_shares(model)
-            scorer_shares = crop_models.input_shares(model, crop_descriptors(table, cache))
+            scorer_shares = crop_models.input_shares(model, crop_descriptors(table, cache), table)
         else:
             models.save_cnn(model, out / model_file)
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,

@@ -8,8 +8,8 @@ import pytest
 
 from features.crop_descriptors import PATCH_BINS, descriptor_names, patch_blend_names, patch_names, table_names
 from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear,
-                                  fit_patch_scorer, load_crop_gbm, load_crop_linear, save_crop_gbm, save_crop_linear,
-                                  video_inputs, video_mean_scores)
+                                  fit_patch_scorer, input_shares, load_crop_gbm, load_crop_linear, save_crop_gbm,
+                                  save_crop_linear, video_inputs, video_mean_scores)
 
 
 def descriptor_rows(n_videos: int, signal: float, seed: int = 0, column: str = "lbp8_1_0", frames: int = 6):
@@ -200,7 +200,51 @@ def test_a_crop_linear_model_saved_without_a_patch_scorer_still_loads_and_scores
     save_crop_linear(model, path)
     saved = json.loads(path.read_text())
     assert saved["patch"] is None
-    path.write_text(json.dumps({k: v for k, v in saved.items() if k not in ("patch", "patch_scale")}))  # older format
+    older = ("patch", "patch_scale", "video_columns", "video_weights", "video_fill")
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k not in older}))  # the format before both
     again = load_crop_linear(path)
-    assert again.patch is None and again.patch_scale == 0.0
+    assert again.patch is None and again.patch_scale == 0.0 and again.video_columns == []
     assert crop_video_scores(again, train, sorted(labels)) == crop_video_scores(model, train, sorted(labels))
+
+
+def _landmark_table(labels: dict, seed: int) -> pd.DataFrame:
+    """Per-video landmark dynamics where only the mouth carries the label (FAKEs' expressions move less)."""
+    rng = np.random.default_rng(seed)
+    videos = pd.DataFrame({"video_id": sorted(labels)})
+    fake = videos.video_id.map(labels).to_numpy()
+    videos["landmark_mouth_sd"] = rng.normal(-3.0, 0.3, len(videos)) - 1.0 * fake
+    videos["landmark_nose_sd"] = rng.normal(-3.0, 0.3, len(videos))
+    videos["landmark_vertical_sd"] = rng.normal(-3.0, 0.3, len(videos))
+    return videos
+
+
+def test_crop_linear_combines_landmark_dynamics_with_its_crop_scores_and_round_trips(tmp_path):
+    # The crops carry nothing; a per-video column does: the learnt combination must weigh it, and only it.
+    train, labels, groups = descriptor_rows(60, signal=0.0, frames=4)
+    videos = _landmark_table(labels, seed=3)
+    model = fit_crop_linear(train, labels, groups, seed=0, videos=videos)
+    assert model.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
+    weights = dict(zip(model.video_columns, model.video_weights))
+    assert weights["landmark_mouth_sd"] < -1.0 and abs(weights["landmark_nose_sd"]) < abs(weights["landmark_mouth_sd"]) / 3
+    assert np.allclose(model.video_fill, videos[model.video_columns].median().to_numpy())
+    assert list(video_inputs(model, train, videos).columns) == ["crop", "patch", *model.video_columns]
+
+    test, test_labels, _ = descriptor_rows(40, signal=0.0, seed=1, frames=4)
+    test_videos = _landmark_table(test_labels, seed=4)
+    scores = crop_video_scores(model, test, sorted(test_labels), test_videos)
+    fakes = np.array([scores[v] for v, y in test_labels.items() if y])
+    reals = np.array([scores[v] for v, y in test_labels.items() if not y])
+    assert fakes.mean() - reals.mean() > 0.3 and np.mean(fakes[:, None] > reals) > 0.85  # AUC
+    missing = test_videos.assign(landmark_mouth_sd=np.nan)  # no landmarks: each video scored as the training median
+    at_median = crop_video_scores(model, test, sorted(test_labels), missing)
+    assert np.std(list(at_median.values())) < np.std(list(scores.values())) / 3
+    with pytest.raises(ValueError, match="landmark_mouth_sd"):
+        crop_video_scores(model, test, sorted(test_labels))
+
+    path = tmp_path / "model_crops_linear.json"
+    save_crop_linear(model, path)
+    again = load_crop_linear(path)
+    assert again.video_columns == model.video_columns and np.array_equal(again.video_weights, model.video_weights)
+    assert crop_video_scores(again, test, sorted(test_labels), test_videos) == scores
+    shares = input_shares(model, test, test_videos)
+    assert set(shares) == {"crop", "patch", *model.video_columns} and max(shares, key=shares.get) == "landmark_mouth_sd"

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from features.crops import encode_jpeg
-from features.video_features import FEATURE_NAMES, FEATURES, box_stats, seam_stats, series_stats, video_features
+from features.video_features import (FEATURE_NAMES, FEATURES, LANDMARK_FEATURES, box_stats, landmark_stats,
+                                     seam_stats, series_stats, video_features)
 from tests.conftest import face_scene
 
 
@@ -44,6 +45,32 @@ def test_box_jitter():
     shaky = steady.assign(x1=steady.x1 + np.tile([0, 5], 10), x2=steady.x2 + np.tile([0, 5], 10))
     assert box_stats(steady)["box_jitter"] < 1e-9
     assert box_stats(shaky)["box_jitter"] > 0.05
+
+
+def _landmarks(mouth_widths, scale=1.0):
+    """MTCNN-order landmarks (left eye, right eye, nose, mouth left, mouth right), eyes 40 px apart times `scale`."""
+    return [(np.array([[30, 40], [70, 40], [50, 60], [50 - w / 2, 80], [50 + w / 2, 80]], np.float32) * scale).ravel()
+            for w in mouth_widths]
+
+
+def test_landmark_stats_measure_expression_movement_whatever_the_face_size():
+    widths = [30, 34, 26, 38, 30, 22]
+    faces = pd.DataFrame({"detected": True, "landmarks": _landmarks(widths)})
+    out = landmark_stats(faces)
+    assert list(out) == LANDMARK_FEATURES and set(LANDMARK_FEATURES) <= set(FEATURE_NAMES)
+    assert math.isclose(out["landmark_mouth_sd"], math.log(np.std(np.array(widths) / 40)), rel_tol=1e-5)
+    # nose and mouth never move relative to the eyes here: the floor, far below any moving face
+    assert out["landmark_nose_sd"] < -10 and out["landmark_vertical_sd"] < -10
+    bigger = landmark_stats(pd.DataFrame({"detected": True, "landmarks": _landmarks(widths, scale=3.0)}))
+    assert math.isclose(bigger["landmark_mouth_sd"], out["landmark_mouth_sd"], abs_tol=1e-5)
+    still = landmark_stats(pd.DataFrame({"detected": True, "landmarks": _landmarks([30, 30.5, 29.5, 30, 30.5, 30])}))
+    assert still["landmark_mouth_sd"] < out["landmark_mouth_sd"] - 2
+
+
+def test_landmark_stats_need_three_detected_keyframes_with_landmarks():
+    two = pd.DataFrame({"detected": [True, True, False, True], "landmarks": [*_landmarks([30, 34, 38]), None]})
+    assert all(math.isnan(v) for v in landmark_stats(two).values())
+    assert all(math.isnan(v) for v in landmark_stats(two.drop(columns="landmarks")).values())  # Haar: none
 
 
 def _rows(n=20, with_face=True):
