@@ -218,13 +218,13 @@ class CacheStore:
         if not self.fs.exists(path):
             return _unpacked(table, schema.empty_table(), wanted)[wanted]
         dataset = ds.dataset(path, schema=schema, format="parquet", filesystem=self.fs)
-        read_cols = list(dict.fromkeys([*wanted, *(() if table == "videos" or not committed_only
-                                                  else ("video_id", "cache_key"))]))
+        committed = table != "videos" and committed_only
+        read_cols = list(dict.fromkeys([*wanted, *(["video_id", "cache_key"] if committed else [])]))
         if table == "descriptors":
             packed = set(table_names())
             read_cols = [c for c in read_cols if c not in packed] + (["values"] if packed & set(read_cols) else [])
         frame = _unpacked(table, dataset.to_table(columns=read_cols), wanted)
-        if table == "videos" or not committed_only:
+        if not committed:
             return frame[wanted]
         keys = self.read("videos", columns=["video_id", "cache_key"])
         return frame.merge(keys, on=["video_id", "cache_key"], how="inner")[wanted]

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from features.crop_descriptors import (PATCH_BINS, descriptor_names, patch_blend_names, patch_names, patch_positions,
                                        texture_names)
+from features.video_features import LANDMARK_FEATURES
 
 KEYS = ["video_id", "frame_index"]
 LINEAR_C = 0.1  # L2 strength of crop_linear, fixed in advance (never tuned on reported folds)
@@ -278,11 +279,7 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
             fill = np.nan_to_num(videos[videos.video_id.isin(chosen)][extras].astype(float).median().to_numpy())
         return CropLinearModel(columns, mean, std, weights, patch=patch, video_columns=list(extras), video_fill=fill)
 
-    extras: list[str] = []
-    if videos is not None:
-        from features.video_features import LANDMARK_FEATURES
-
-        extras = list(LANDMARK_FEATURES if video_columns is None else video_columns)
+    extras = [] if videos is None else list(LANDMARK_FEATURES if video_columns is None else video_columns)
     return _calibrated(fit, descriptors, labels, groups, seed, videos)
 
 
