@@ -4,4 +4,5 @@ Nothing here imports Prefect or Dask, so every function can be tested in millise
 """
 
 # Bump when a change to features/ changes what extraction writes: every cached video is redone.
-FEATURE_CODE_VERSION = "2"
+# "3": each stored crop also kept losslessly at the video's own pixel scale (faces.crop_lossless).
+FEATURE_CODE_VERSION = "3"

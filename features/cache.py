@@ -61,6 +61,8 @@ FACES_SCHEMA = pa.schema([
     ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
     ("detected", pa.bool_()), ("confidence", pa.float32()),
     ("landmarks", pa.list_(pa.float32())), ("crop_jpeg", pa.binary()),
+    # The same crop at the video's own pixel scale, lossless (features.crops.crop_native): what the descriptors read.
+    ("crop_lossless", pa.binary()),
 ])
 
 SSIM_SCHEMA = pa.schema([

@@ -1,4 +1,5 @@
-"""Square face crops with a margin, for JPEG storage and for the grey face SSIM series."""
+"""Square face crops with a margin: resized for JPEG storage and the grey face SSIM series, and at the video's own
+pixel scale, stored losslessly, for the texture descriptors."""
 
 from __future__ import annotations
 
@@ -14,21 +15,62 @@ def square_box(box: np.ndarray, margin: float) -> np.ndarray:
     return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
 
 
-def crop_square(image: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
-    """The square crop around `box`, padded with black where it leaves the frame, resized to size x size."""
+def _square_region(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray | None:
+    """The pixels of the square around `box` (square_box), padded with black where it leaves the frame; None when
+    it lies wholly outside."""
     sx1, sy1, sx2, sy2 = np.round(square_box(box, margin)).astype(int)
     h, w = image.shape[:2]
     side = max(sx2 - sx1, 1)
     ix1, iy1, ix2, iy2 = max(sx1, 0), max(sy1, 0), min(sx1 + side, w), min(sy1 + side, h)
     if ix2 <= ix1 or iy2 <= iy1:
-        return np.zeros((size, size) + image.shape[2:], image.dtype)
+        return None
     inner = image[iy1:iy2, ix1:ix2]
     if (ix1, iy1, ix2, iy2) != (sx1, sy1, sx1 + side, sy1 + side):
         inner = cv2.copyMakeBorder(
             inner, iy1 - sy1, sy1 + side - iy2, ix1 - sx1, sx1 + side - ix2, cv2.BORDER_CONSTANT, value=0
         )
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(inner, (size, size), interpolation=interp)
+    return inner
+
+
+def _resized(square: np.ndarray, side: int) -> np.ndarray:
+    if square.shape[0] == side:
+        return square
+    interp = cv2.INTER_AREA if square.shape[0] > side else cv2.INTER_LINEAR
+    return cv2.resize(square, (side, side), interpolation=interp)
+
+
+def crop_square(image: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """The square crop around `box`, padded with black where it leaves the frame, resized to size x size."""
+    square = _square_region(image, box, margin)
+    if square is None:
+        return np.zeros((size, size) + image.shape[2:], image.dtype)
+    return _resized(square, size)
+
+
+# Below this side a native-scale crop is enlarged: the descriptors' zones and 7 x 7 patches need some pixels.
+NATIVE_MIN_SIDE = 64
+
+
+def crop_native(image: np.ndarray, box: np.ndarray, margin: float, max_side: int,
+                min_side: int = NATIVE_MIN_SIDE) -> np.ndarray:
+    """The square crop around `box` at the video's own pixel scale: its side is the square's side in frame pixels,
+    shrunk to `max_side` when larger and enlarged to `min_side` when smaller, and kept otherwise.
+
+    Residual statistics are made for the pixel grid the video was encoded on: enlarging a small face replaces
+    its residuals with the interpolation kernel's, and JPEG storage adds its own 8 x 8 quantisation noise at the
+    scale the descriptors measure, so these crops are neither enlarged (above `min_side`) nor stored lossily."""
+    square = _square_region(image, box, margin)
+    if square is None:
+        return np.zeros((min_side, min_side) + image.shape[2:], image.dtype)
+    return _resized(square, int(np.clip(square.shape[0], min_side, max(max_side, min_side))))
+
+
+def encode_lossless(image_bgr: np.ndarray) -> bytes:
+    """Lossless WebP bytes of a BGR crop (about a third smaller than PNG); decode with cv2.imdecode."""
+    ok, buf = cv2.imencode(".webp", image_bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])  # quality > 100: lossless
+    if not ok:
+        raise ValueError("lossless WebP encoding failed")
+    return buf.tobytes()
 
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from features.config import ExtractConfig
-from features.crops import crop_square, encode_jpeg
+from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless
 from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
 from features.faces import Detections, detect_in_rois, detection_scale
 from features.ssim import ssim_pairs, ssim_series
@@ -184,9 +184,10 @@ class _VideoExtractor:
         if prev is not None and prev[0] == fb.frame - 1:
             self.face_pairs.append((fb.track_id, fb.frame, prev[1], face))
         self.prev_face[fb.track_id] = (fb.frame, face)
-        jpeg = None
+        jpeg = lossless = None
         if frame.bgr is not None:
             jpeg = encode_jpeg(crop_square(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size), cfg.jpeg_quality)
+            lossless = encode_lossless(crop_native(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size))
         x1, y1, x2, y2 = (float(v) for v in fb.box)
         self.face_rows.append({
             "track_id": fb.track_id, "frame_index": fb.frame,
@@ -194,7 +195,7 @@ class _VideoExtractor:
             "detected": fb.detected,
             "confidence": None if np.isnan(fb.confidence) else fb.confidence,
             "landmarks": None if fb.landmarks is None else [float(v) for v in fb.landmarks],
-            "crop_jpeg": jpeg,
+            "crop_jpeg": jpeg, "crop_lossless": lossless,
         })
 
     def _compute_ssim(self) -> None:

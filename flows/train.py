@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from features import FEATURE_CODE_VERSION, crop_models, models
 from features.cache import CacheStore
+from features.crop_descriptors import DESCRIPTORS_VERSION
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.rundir import fetched, join, read_text, staged_dir
@@ -157,6 +158,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
         "train_config": config.model_dump(),
         "feature_code_version": FEATURE_CODE_VERSION,
         "features_version": FEATURES_VERSION,
+        "descriptors_version": DESCRIPTORS_VERSION,  # what the crop models' inputs mean (checked by load_run)
         "features": FEATURES,
         "extract_configs": {h: store.read_config(h) for h in labelled.config_hash.dropna().unique()},
         "training_data": {"cache": config.cache, "videos": int(usable.sum()), "fingerprint": data_fingerprint(labelled),
@@ -203,6 +205,11 @@ def _f(value) -> str:
 def load_run(run_dir: str):
     """The model card and the model of a run directory, loaded without running code from the files."""
     card = json.loads(read_text(join(run_dir, "model_card.json")))
+    trained_on = card.get("descriptors_version", "3 or older")
+    if card["model"] in CROP_FITS and trained_on != DESCRIPTORS_VERSION:
+        raise ValueError(f"{run_dir}: this {card['model']} model was trained on crop descriptors version {trained_on}, "
+                         f"and this version of deepfake-pipeline computes version {DESCRIPTORS_VERSION} (from the "
+                         "lossless native-scale crops): its weights do not apply. Retrain it with `dfp train`.")
     name = card["model_file"]
     with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
         model = MODEL_LOADERS[card["model"]](local / name)

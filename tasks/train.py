@@ -64,14 +64,15 @@ def video_table(store: CacheStore) -> pd.DataFrame:
     return videos.merge(feats, on=["video_id", "cache_key"], how="left")
 
 
-def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str]) -> pd.DataFrame:
-    """Stored JPEG crops of each video's main face track."""
+def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str], column: str = "crop_jpeg") -> pd.DataFrame:
+    """Stored crops of each video's main face track: the JPEG ones (crop_jpeg), or the lossless native-scale ones
+    (crop_lossless) the descriptors are computed from."""
     parts = []
     for vid in video_ids:
         faces = store.read_partition("faces", vid)
-        faces = faces[(faces.cache_key == keys[vid]) & faces.is_main & faces.crop_jpeg.notna()]
-        parts.append(faces[["video_id", "frame_index", "crop_jpeg"]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", "crop_jpeg"])
+        faces = faces[(faces.cache_key == keys[vid]) & faces.is_main & faces[column].notna()]
+        parts.append(faces[["video_id", "frame_index", column]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", column])
 
 
 def worker_address() -> str | None:
@@ -98,7 +99,7 @@ def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
     from features.crop_descriptors import descriptor_table
 
     vid = video["video_id"]
-    crops = main_crops(store, [vid], {vid: video["cache_key"]})
+    crops = main_crops(store, [vid], {vid: video["cache_key"]}, column="crop_lossless")
     margins = {vid: _crop_margin(store.url, video["config_hash"])}
     tables = [descriptor_table(crops, margins).assign(blended=False)]
     if video.get("label") == "REAL":
@@ -159,7 +160,7 @@ def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> 
         if not part.empty:
             parts.append(part[part.blended == blended][columns])
     if not parts:  # the empty table, typed as descriptor_table types it
-        return descriptor_table(pd.DataFrame(columns=["video_id", "frame_index", "crop_jpeg"]), {})
+        return descriptor_table(pd.DataFrame(columns=["video_id", "frame_index", "crop_lossless"]), {})
     out = pd.concat(parts, ignore_index=True)
     out["frame_index"] = out.frame_index.astype("int64")
     return out

@@ -68,16 +68,17 @@ def test_noise_blended_into_the_band_changes_only_the_band_statistics():
 
 def test_descriptor_table_keys_every_decodable_crop_and_its_self_blended_twin_alike():
     from features.crop_descriptors import descriptor_table
-    from features.crops import encode_jpeg
+    from features.crops import encode_jpeg, encode_lossless
 
     crop = cv2.resize(face_scene(320, 320)[40:280, 20:260], (96, 96))
+    larger = cv2.resize(face_scene(320, 320)[40:280, 20:260], (150, 150))  # crops of one video differ in side
     crops = pd.DataFrame({"video_id": ["b", "a", "a", "a"], "frame_index": [5, 30, 0, 60],
-                          "crop_jpeg": [encode_jpeg(crop, 90), encode_jpeg(crop, 90), encode_jpeg(crop[::-1], 90),
-                                        b"not a jpeg"]})
+                          "crop_lossless": [encode_lossless(crop), encode_jpeg(crop, 90), encode_lossless(larger[::-1]),
+                                            b"not an image"]})
     plain = descriptor_table(crops, {"a": 0.3, "b": 0.3})
     blended = descriptor_table(crops, {"a": 0.3, "b": 0.3}, self_blended=True)
     assert list(plain.columns) == ["video_id", "frame_index", *table_names()]
-    assert plain[["video_id", "frame_index"]].values.tolist() == [["a", 30], ["a", 0], ["b", 5]]  # bad JPEG dropped
+    assert plain[["video_id", "frame_index"]].values.tolist() == [["a", 30], ["a", 0], ["b", 5]]  # bad image dropped
     assert not plain[patch_blend_names()].to_numpy().any()  # a crop as stored: no blend anywhere
     covers = blended[patch_blend_names()].to_numpy()
     assert covers.min() >= 0.0 and covers.max() <= 1.0 and (covers[:, 4] > 0).all()  # the centre patch is blended

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from features.crops import crop_square, encode_jpeg, square_box
+from features.crops import NATIVE_MIN_SIDE, crop_native, crop_square, encode_jpeg, encode_lossless, square_box
 
 
 def test_square_box_adds_margin_around_the_longer_side():
@@ -31,3 +31,40 @@ def test_jpeg_round_trip():
     decoded = cv2.imdecode(np.frombuffer(encode_jpeg(image, 95), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (32, 32, 3)
     assert np.abs(decoded.astype(int) - image).max() <= 3
+
+
+def _noise_frame(h=240, w=320, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_native_crop_keeps_the_frame_pixels_unresampled_between_the_limits():
+    frame = _noise_frame()
+    box = np.array([100, 60, 180, 140], np.float32)  # 80 px: the square is 80 * 1.25 = 100 px
+    crop = crop_native(frame, box, margin=0.25, max_side=224)
+    assert crop.shape == (100, 100, 3)
+    assert np.array_equal(crop, frame[50:150, 90:190])  # the same pixels: no interpolation at all
+
+
+def test_native_crop_is_shrunk_above_the_maximum_and_enlarged_below_the_minimum():
+    frame = _noise_frame(480, 640)
+    big = crop_native(frame, np.array([100, 100, 400, 400], np.float32), margin=0.0, max_side=224)
+    assert big.shape == (224, 224, 3)
+    small = crop_native(frame, np.array([10, 10, 30, 30], np.float32), margin=0.0, max_side=224)
+    assert small.shape == (NATIVE_MIN_SIDE, NATIVE_MIN_SIDE, 3)
+    outside = crop_native(frame, np.array([-500, -500, -400, -400], np.float32), margin=0.0, max_side=224)
+    assert outside.shape == (NATIVE_MIN_SIDE, NATIVE_MIN_SIDE, 3) and outside.max() == 0
+
+
+def test_native_crop_leaving_the_frame_is_padded_black():
+    frame = np.full((100, 100, 3), 200, np.uint8)
+    crop = crop_native(frame, np.array([-40, -40, 40, 40], np.float32), margin=0.0, max_side=224)
+    assert crop.shape == (80, 80, 3)
+    assert crop[:40, :40].max() == 0 and crop[40:, 40:].min() == 200
+
+
+def test_lossless_round_trip_is_exact_and_smaller_than_raw():
+    frame = _noise_frame(96, 96, seed=3) // 8  # some redundancy to compress
+    blob = encode_lossless(frame)
+    decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(decoded, frame)
+    assert len(blob) < frame.nbytes

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from features.config import ExtractConfig
+from features.crops import NATIVE_MIN_SIDE, square_box
 from features.decode import StepError
 from features.extract import FRAME_TRACK_ID, extract_video, sample_frames
 from features.faces import HaarDetector, MtcnnDetector
@@ -42,9 +43,31 @@ def test_one_face_every_frame_has_a_box_and_ssim_has_frames_minus_one_values(tmp
     assert len(crops) == 8 and v["crops_stored"] == 8
     image = cv2.imdecode(np.frombuffer(crops[0]["crop_jpeg"], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (96, 96, 3)
+    # Each stored crop also has its lossless twin at the video's own scale: the square around the box, in frame
+    # pixels, clipped to [NATIVE_MIN_SIDE, crop_size].
+    assert all(r["crop_lossless"] is not None for r in crops)
+    assert all(r["crop_lossless"] is None for r in result.faces if r["crop_jpeg"] is None)
+    for r in crops:
+        native = cv2.imdecode(np.frombuffer(r["crop_lossless"], np.uint8), cv2.IMREAD_COLOR)
+        x1, y1, x2, y2 = np.round(square_box(np.array([r["x1"], r["y1"], r["x2"], r["y2"]]), 0.3)).astype(int)
+        assert native.shape == (int(np.clip(x2 - x1, NATIVE_MIN_SIDE, 96)),) * 2 + (3,)
     # The tracked box follows the face as it moves right one pixel per frame.
     boxes = {r["frame_index"]: r["x1"] for r in result.faces}
     assert boxes[20] - boxes[0] == pytest.approx(20, abs=6)
+
+
+def test_lossless_crops_are_the_frame_pixels_when_the_face_is_smaller_than_crop_size(tmp_path, haar):
+    clip = _moving_face_clip(tmp_path / "lossless.mp4", n=6)
+    cfg = ExtractConfig(detector="haar", keyframe_interval=5, crops_per_video=3, crop_size=400)
+    result = extract_video(str(clip), "lossless", cfg, haar)
+    crops = [r for r in result.faces if r["crop_lossless"] is not None]
+    assert len(crops) == 3
+    for r in crops:
+        native = cv2.imdecode(np.frombuffer(r["crop_lossless"], np.uint8), cv2.IMREAD_COLOR)
+        x1, y1, x2, y2 = np.round(square_box(np.array([r["x1"], r["y1"], r["x2"], r["y2"]]), 0.3)).astype(int)
+        assert NATIVE_MIN_SIDE < native.shape[0] == x2 - x1 < 400  # neither enlarged to 400 nor shrunk
+        jpeg = cv2.imdecode(np.frombuffer(r["crop_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+        assert jpeg.shape == (400, 400, 3)  # the JPEG crop is resized to crop_size as before
 
 
 def test_mtcnn_gives_confidence_and_landmarks_and_two_faces_make_two_tracks(tmp_path, mtcnn):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
-from features.crop_descriptors import PATCH_BINS
+from features.crop_descriptors import DESCRIPTORS_VERSION, PATCH_BINS
 from features.demo import make_demo_dataset
 from features.video_features import LANDMARK_FEATURES
 from flows.extract import extract_flow
@@ -237,3 +237,11 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         assert metrics["overall"]["n"] == 20 and stale_descriptor_videos(CacheStore(str(copy))) == []
         evaluated = pd.read_csv(run / "evaluations" / "copy-cache" / "predictions.csv").set_index("video_id").p_fake
         assert np.allclose(evaluated.loc[scored.video_id].to_numpy(), scored.p_fake.to_numpy())
+        # A model trained on another version of the descriptors (e.g. from the JPEG crops) refuses to load.
+        assert card["descriptors_version"] == DESCRIPTORS_VERSION
+        old = tmp_path / "old-run"
+        shutil.copytree(run, old)
+        (old / "model_card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "descriptors_version"}))
+        with pytest.raises(ValueError, match=r"old-run: this crop_linear model was trained on crop descriptors version "
+                                             r"3 or older.*Retrain"):
+            load_run(str(old))

@@ -6,7 +6,7 @@ import pandas as pd
 
 from features.cache import CacheStore
 from features.crop_descriptors import descriptor_table, table_names
-from features.crops import encode_jpeg
+from features.crops import encode_jpeg, encode_lossless
 from tasks.train import compute_descriptors, crop_descriptors, stale_descriptor_videos
 from tests.conftest import face_scene
 
@@ -14,9 +14,13 @@ from tests.conftest import face_scene
 def _write_video(store: CacheStore, vid: str, label: str, key: str, frames=(0, 10, 20)) -> dict:
     row = {"video_id": vid, "cache_key": key, "config_hash": "nohash", "label": label, "status": "ok",
            "leakage_group": vid, "crops_stored": len(frames)}
+    def crop(i, side):
+        return cv2.resize(face_scene(320, 320, shift=3 * i)[40:280, 20:260], (side, side))
+
+    # The descriptors read the lossless crop; the JPEG one is made different (flipped) so a test can tell which.
     faces = [{"track_id": 0, "frame_index": i, "is_main": True, "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0,
-              "detected": True, "crop_jpeg": encode_jpeg(cv2.resize(face_scene(320, 320, shift=3 * i)[40:280, 20:260],
-                                                                    (96, 96)), 95)} for i in frames]
+              "detected": True, "crop_jpeg": encode_jpeg(crop(i, 96)[:, ::-1], 95),
+              "crop_lossless": encode_lossless(crop(i, 80 + i))} for i in frames]
     store.write_video(row, faces, [])
     return row
 
@@ -39,7 +43,7 @@ def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp
     assert list(stored.columns[5:]) == table_names()
 
     crops = pd.DataFrame({"video_id": "real", "frame_index": [0, 10, 20],
-                          "crop_jpeg": list(store.read_partition("faces", "real").crop_jpeg)})
+                          "crop_lossless": list(store.read_partition("faces", "real").crop_lossless)})
     for blended in (False, True):
         read = crop_descriptors(videos[videos.video_id == "real"], store.url, blended=blended)
         direct = descriptor_table(crops, {"real": 0.3}, self_blended=blended)
