@@ -231,13 +231,17 @@ class CacheStore:
         keys = self.read("videos", columns=["video_id", "cache_key"])
         return frame.merge(keys, on=["video_id", "cache_key"], how="inner")[wanted]
 
-    def read_partition(self, table: str, video_id: str) -> pd.DataFrame:
-        """One video's partition of a table (empty with the schema's columns when absent)."""
+    def read_partition(self, table: str, video_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """One video's partition of a table (empty with the schema's columns when absent); `columns` reads only
+        those (e.g. leaving out the crop images of a faces partition), not for the descriptors table."""
+        if columns is not None and table == "descriptors":
+            raise ValueError("read_partition: the descriptors table is read whole (its values are one packed column)")
         path = self.partition(table, video_id)
         if not self.fs.exists(path):
-            return _unpacked(table, SCHEMAS[table].empty_table())
+            empty = _unpacked(table, SCHEMAS[table].empty_table())
+            return empty if columns is None else empty[columns]
         with self.fs.open(path, "rb") as fh:
-            return _unpacked(table, pq.read_table(fh, schema=SCHEMAS[table]))
+            return _unpacked(table, pq.read_table(fh, columns=columns, schema=SCHEMAS[table]))
 
     def read_video_row(self, video_id: str) -> dict | None:
         path = self.partition("videos", video_id)

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from features import crop_models, models
-from features.cache import CacheStore
+from features.cache import FACES_SCHEMA, CacheStore
 from features.rundir import join, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
 
@@ -26,10 +26,14 @@ def _crop_margin(cache: str, config_hash: str) -> float:
         return 0.3
 
 
+# What the per-video features read of a faces partition: everything but the lossless crops (the descriptors' input).
+FEATURE_FACE_COLUMNS = [name for name in FACES_SCHEMA.names if name != "crop_lossless"]
+
+
 def feature_row(store: CacheStore, video: dict) -> dict:
     """Features of one cached video; rows of an uncommitted (older or newer) extraction are ignored."""
     key = video["cache_key"]
-    faces = store.read_partition("faces", video["video_id"])
+    faces = store.read_partition("faces", video["video_id"], columns=FEATURE_FACE_COLUMNS)
     ssim = store.read_partition("ssim", video["video_id"])
     faces = faces[faces.cache_key == key]
     ssim = ssim[ssim.cache_key == key]
@@ -69,7 +73,7 @@ def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str], co
     (crop_lossless) the descriptors are computed from."""
     parts = []
     for vid in video_ids:
-        faces = store.read_partition("faces", vid)
+        faces = store.read_partition("faces", vid, columns=["video_id", "cache_key", "frame_index", "is_main", column])
         faces = faces[(faces.cache_key == keys[vid]) & faces.is_main & faces[column].notna()]
         parts.append(faces[["video_id", "frame_index", column]])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", column])

@@ -36,6 +36,18 @@ def test_round_trip_with_documented_schemas(tmp_path):
     assert store.read("videos").loc[0, "write_s"] >= 0
 
 
+def test_a_partition_can_be_read_without_its_crop_images(tmp_path):
+    store = CacheStore(str(tmp_path))
+    store.write_video(_video(), [{**f, "crop_lossless": b"RIFF" if f["crop_jpeg"] else None} for f in _faces(3)], [])
+    whole = store.read_partition("faces", "ds/a")
+    assert whole.crop_lossless.tolist() == [b"RIFF", None, None]
+    light = store.read_partition("faces", "ds/a", columns=["frame_index", "is_main", "crop_jpeg"])
+    assert list(light.columns) == ["frame_index", "is_main", "crop_jpeg"] and light.frame_index.tolist() == [0, 1, 2]
+    assert list(store.read_partition("faces", "ds/none", columns=["frame_index"]).columns) == ["frame_index"]
+    with pytest.raises(ValueError, match="descriptors table is read whole"):
+        store.read_partition("descriptors", "ds/a", columns=["frame_index"])
+
+
 def test_descriptor_values_are_stored_packed_and_read_back_as_named_float32_columns(tmp_path):
     import numpy as np
 
