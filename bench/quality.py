@@ -38,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
 from features.evaluation import grouped_folds, metrics  # noqa: E402
+from features.video_features import LANDMARK_FEATURES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATASETS = [SHARED / "ffpp-dev", SHARED / "ffpp-mini", SHARED / "dfdc-mini" / "train_sample_videos"]
@@ -137,16 +138,19 @@ MODELS = {
     "gbm": fit_gbm, "logreg": fit_logreg,
     "crop_gbm": functools.partial(fit_crop_model, kind="crop_gbm"),  # ablation: no self-blended fakes
     "crop_gbm_sbi": functools.partial(fit_crop_model, kind="crop_gbm", self_blend=True),
-    # ablations: the crop-level scorer alone; crop and patch scorers without the landmark-dynamics inputs
+    # ablations: the crop-level scorer alone; crop and patch scorers without any per-video input; with the
+    # landmark-dynamics inputs but not the block-grid one
     "crop_linear_no_patches": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True, patches=False,
                                                 landmarks=False),
     "crop_linear_no_landmarks": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True,
                                                   landmarks=False),
+    "crop_linear_no_grid": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True,
+                                             video_columns=LANDMARK_FEATURES),
     "crop_linear": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True),
     "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi,
 }
 DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches", "crop_linear_no_landmarks",
-                  "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+                  "crop_linear_no_grid", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -4,5 +4,6 @@ Nothing here imports Prefect or Dask, so every function can be tested in millise
 """
 
 # Bump when a change to features/ changes what extraction writes: every cached video is redone.
-# "3": each stored crop also kept losslessly at the video's own pixel scale (faces.crop_lossless).
-FEATURE_CODE_VERSION = "3"
+# "3": each stored crop also kept losslessly at the video's own pixel scale (faces.crop_lossless); "4": the face
+# centre's block-grid traces on crop frames (faces.grid_blockiness) and the file size (videos.file_bytes).
+FEATURE_CODE_VERSION = "4"

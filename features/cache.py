@@ -48,6 +48,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("error_step", pa.string()),
     ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frame_count", pa.int64()),
     ("rotation", pa.int32()), ("codec", pa.string()), ("frames_decoded", pa.int64()), ("duration_s", pa.float64()),
+    ("file_bytes", pa.int64()),
     ("n_tracks", pa.int32()), ("main_track_id", pa.int32()), ("keyframes", pa.int32()),
     ("keyframes_with_face", pa.int32()), ("face_detection_rate", pa.float64()), ("crops_stored", pa.int32()),
     ("decode_s", pa.float64()), ("detect_s", pa.float64()), ("track_crop_s", pa.float64()), ("ssim_s", pa.float64()),
@@ -63,6 +64,8 @@ FACES_SCHEMA = pa.schema([
     ("landmarks", pa.list_(pa.float32())), ("crop_jpeg", pa.binary()),
     # The same crop at the video's own pixel scale, lossless (features.crops.crop_native): what the descriptors read.
     ("crop_lossless", pa.binary()),
+    # Block-grid traces in the face centre on the full-resolution frame, on crop frames (features.crops.grid_blockiness).
+    ("grid_blockiness", pa.float32()),
 ])
 
 SSIM_SCHEMA = pa.schema([

@@ -11,7 +11,8 @@ Both learn from every stored main-face crop labelled as its video, plus self-ble
   combination is learnt, not fixed.
 A video's inputs are the mean crop score (and the mean patch score), and for crop_linear the video's landmark
 dynamics (features.video_features.LANDMARK_FEATURES: how much the expression moves, which generated faces do
-less); a logistic regression on them, fitted on out-of-fold inputs of the training videos (3 folds by leakage
+less) and the block-grid traces in its face centre (face_grid_blockiness: a face re-synthesised before the last
+encoding lacks the earlier encodings' grid); a logistic regression on them, fitted on out-of-fold inputs of the training videos (3 folds by leakage
 group), weighs and calibrates them: in-sample scores would be overconfident.
 """
 
@@ -32,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from features.crop_descriptors import (PATCH_BINS, descriptor_names, patch_blend_names, patch_names, patch_positions,
                                        texture_names)
-from features.video_features import LANDMARK_FEATURES
+from features.video_features import VIDEO_INPUTS
 
 KEYS = ["video_id", "frame_index"]
 LINEAR_C = 0.1  # L2 strength of crop_linear, fixed in advance (never tuned on reported folds)
@@ -254,7 +255,7 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
                     videos: pd.DataFrame | None = None, video_columns: list[str] | None = None) -> CropLinearModel:
     """The joint single-crop + blend-pair linear scorer (module docstring), with a patch scorer unless `patches`
     is False (then the descriptors need no patch columns), and `video_columns` of the `videos` table (video_id
-    plus those columns; default LANDMARK_FEATURES when `videos` is given) as further inputs of the combination.
+    plus those columns; default VIDEO_INPUTS when `videos` is given) as further inputs of the combination.
 
     One L2 logistic regression without intercept over standardised rows: single crops are [x, 1] with their
     video's label (self-blended crops as FAKE); a pair contributes [x_blend - x_real, 0] as FAKE and its
@@ -279,7 +280,7 @@ def fit_crop_linear(descriptors: pd.DataFrame, labels: dict[str, int], groups: d
             fill = np.nan_to_num(videos[videos.video_id.isin(chosen)][extras].astype(float).median().to_numpy())
         return CropLinearModel(columns, mean, std, weights, patch=patch, video_columns=list(extras), video_fill=fill)
 
-    extras = [] if videos is None else list(LANDMARK_FEATURES if video_columns is None else video_columns)
+    extras = [] if videos is None else list(VIDEO_INPUTS if video_columns is None else video_columns)
     return _calibrated(fit, descriptors, labels, groups, seed, videos)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 
 from features.config import ExtractConfig
-from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless
+from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless, grid_blockiness
 from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
 from features.faces import Detections, detect_in_rois, detection_scale
 from features.ssim import ssim_pairs, ssim_series
@@ -184,10 +185,11 @@ class _VideoExtractor:
         if prev is not None and prev[0] == fb.frame - 1:
             self.face_pairs.append((fb.track_id, fb.frame, prev[1], face))
         self.prev_face[fb.track_id] = (fb.frame, face)
-        jpeg = lossless = None
+        jpeg = lossless = grid = None
         if frame.bgr is not None:
             jpeg = encode_jpeg(crop_square(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size), cfg.jpeg_quality)
             lossless = encode_lossless(crop_native(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size))
+            grid = grid_blockiness(frame.grey, fb.box)
         x1, y1, x2, y2 = (float(v) for v in fb.box)
         self.face_rows.append({
             "track_id": fb.track_id, "frame_index": fb.frame,
@@ -196,6 +198,7 @@ class _VideoExtractor:
             "confidence": None if np.isnan(fb.confidence) else fb.confidence,
             "landmarks": None if fb.landmarks is None else [float(v) for v in fb.landmarks],
             "crop_jpeg": jpeg, "crop_lossless": lossless,
+            "grid_blockiness": None if grid is None or np.isnan(grid) else grid,
         })
 
     def _compute_ssim(self) -> None:
@@ -279,5 +282,6 @@ def extract_video(path: str, video: str, config: ExtractConfig, detector, ssim_d
         "width": int(shape[1]), "height": int(shape[0]), "fps": info.fps, "frame_count": info.frame_count,
         "rotation": info.rotation, "codec": info.codec, "frames_decoded": index + 1,
         "duration_s": (index + 1) / info.fps if info.fps else None,
+        "file_bytes": os.path.getsize(path) if os.path.isfile(path) else None,
     })
     return result

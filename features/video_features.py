@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-# Bump when a feature's definition changes: the features table is recomputed.
-FEATURES_VERSION = "3"
+# Bump when a feature's definition changes: the features table is recomputed. "4": face_grid_blockiness.
+FEATURES_VERSION = "4"
 
 _SERIES = {
     "mean": "mean SSIM between consecutive frames",
@@ -46,6 +46,8 @@ FEATURES: dict[str, str] = {
                          "the main face): how much the expression moves; generated faces move less",
     "landmark_nose_sd": "log standard deviation over keyframes of nose-to-eye-midpoint distance / eye distance",
     "landmark_vertical_sd": "log standard deviation over keyframes of mouth-to-eye-midpoint distance / eye distance",
+    "face_grid_blockiness": "mean over stored crops of the face centre's block-grid traces (features.crops."
+                            "grid_blockiness); NaN when the video has under GRID_MIN_BITS_PER_PIXEL bits per pixel",
     "det_confidence_mean": "mean MTCNN confidence on keyframes where the main face was detected",
     "det_confidence_min": "lowest MTCNN confidence of the main face",
     "detection_rate": "fraction of keyframes on which any face was detected",
@@ -55,6 +57,11 @@ FEATURES: dict[str, str] = {
 FEATURE_NAMES = list(FEATURES)
 # Expression dynamics from the detector's landmarks: crop_linear combines them with its crop and patch scores.
 LANDMARK_FEATURES = ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
+# What crop_linear's final combination reads of the video table beside its crop and patch scores.
+VIDEO_INPUTS = [*LANDMARK_FEATURES, "face_grid_blockiness"]
+# Below this the last encoding's quantisation swamps the earlier grid (FF++ c40 is about 2^-7.5, c23 2^-4.5): the
+# feature is left out (NaN) rather than read as a signal, fixed in advance from codec knowledge, not fitted.
+GRID_MIN_BITS_PER_PIXEL = 2.0 ** -6
 
 
 def drop_mask(x: np.ndarray) -> np.ndarray:
@@ -219,6 +226,23 @@ def landmark_stats(faces: pd.DataFrame) -> dict[str, float]:
     return {name: float(np.log(max(r.std(), 1e-6))) for name, r in ratios.items()}
 
 
+def bits_per_pixel(video: dict) -> float:
+    """File size over decoded pixels (frame_count x width x height) of a videos row; NaN when unknown."""
+    try:
+        pixels = float(video.get("frame_count") or video.get("frames_decoded")) * video["width"] * video["height"]
+        return 8.0 * float(video["file_bytes"]) / pixels if pixels > 0 else math.nan
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
+def grid_stats(video: dict, main_faces: pd.DataFrame) -> dict[str, float]:
+    """face_grid_blockiness of the main face (NaN on heavily compressed video, or without values)."""
+    values = main_faces.grid_blockiness.dropna() if "grid_blockiness" in main_faces else pd.Series(dtype=float)
+    if not len(values) or not bits_per_pixel(video) >= GRID_MIN_BITS_PER_PIXEL:
+        return {"face_grid_blockiness": math.nan}
+    return {"face_grid_blockiness": float(values.mean())}
+
+
 def decode_crops(jpegs) -> list[np.ndarray]:
     out = []
     for blob in jpegs:
@@ -259,6 +283,7 @@ def video_features(video: dict, faces: pd.DataFrame, ssim: pd.DataFrame, crop_ma
     out.update(spectrum_stats(crops, crop_margin))
     out.update(box_stats(main) if len(main) else {"box_jitter": math.nan, "box_scale_jitter": math.nan})
     out.update(landmark_stats(main))
+    out.update(grid_stats(video, main))
     conf = main[main.detected].confidence.dropna() if len(main) else pd.Series(dtype=float)
     out["det_confidence_mean"] = float(conf.mean()) if len(conf) else math.nan
     out["det_confidence_min"] = float(conf.min()) if len(conf) else math.nan

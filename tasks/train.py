@@ -33,6 +33,7 @@ FEATURE_FACE_COLUMNS = [name for name in FACES_SCHEMA.names if name != "crop_los
 def feature_row(store: CacheStore, video: dict) -> dict:
     """Features of one cached video; rows of an uncommitted (older or newer) extraction are ignored."""
     key = video["cache_key"]
+    video = {**(store.read_video_row(video["video_id"]) or {}), **video}  # its probe and file size too
     faces = store.read_partition("faces", video["video_id"], columns=FEATURE_FACE_COLUMNS)
     ssim = store.read_partition("ssim", video["video_id"])
     faces = faces[faces.cache_key == key]

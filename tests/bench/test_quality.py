@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import quality
-from features.video_features import LANDMARK_FEATURES
+from features.video_features import VIDEO_INPUTS
 
 
 def synthetic(n_groups: int = 12, signal: float = 2.0, seed: int = 0) -> pd.DataFrame:
@@ -70,14 +70,14 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(demo_dir, tmp_path, mo
     assert saved["clips"] == 8 and saved["seeds"] == [0, 1]
     assert [(r["model"], r["seed"]) for r in saved["runs"]] == [(m, s) for m in quality.DEFAULT_MODELS for s in (0, 1)]
     assert quality.DEFAULT_MODELS == ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches",
-                                     "crop_linear_no_landmarks", "crop_linear"]
+                                     "crop_linear_no_landmarks", "crop_linear_no_grid", "crop_linear"]
     first = saved["runs"][0]
     assert first["all"]["n"] == 8 and first["ffpp_c23"] == {"n": 0}
     lo, hi = first["all"]["auc_ci95"]
     assert 0.0 <= lo <= hi <= 1.0
     assert len(saved["oof_seed0"]["gbm"]) == 8 and len(saved["oof_seed0"]["crop_linear"]) == 8
     assert abs(sum(saved["crop_linear_weight_shares"].values()) - 1) < 1e-3
-    assert set(saved["crop_linear_input_shares"]) == {"crop", "patch", *LANDMARK_FEATURES}
+    assert set(saved["crop_linear_input_shares"]) == {"crop", "patch", *VIDEO_INPUTS}
     assert abs(sum(saved["crop_linear_input_shares"].values()) - 1) < 1e-3
     assert set(result["targets"]["gbm"]) == {"ffpp_c23_auc", "log_loss_below_prior", "cross_compression_auc", "dfdc_auc"}
     assert result["targets"]["gbm"]["ffpp_c23_auc"]["met"] is False  # no FF++ clips: not measured, never "met"

@@ -215,6 +215,8 @@ def _landmark_table(labels: dict, seed: int) -> pd.DataFrame:
     videos["landmark_mouth_sd"] = rng.normal(-3.0, 0.3, len(videos)) - 1.0 * fake
     videos["landmark_nose_sd"] = rng.normal(-3.0, 0.3, len(videos))
     videos["landmark_vertical_sd"] = rng.normal(-3.0, 0.3, len(videos))
+    videos["face_grid_blockiness"] = rng.normal(1.0, 2.0, len(videos))
+    videos.loc[::4, "face_grid_blockiness"] = np.nan  # heavily compressed videos have none
     return videos
 
 
@@ -223,9 +225,10 @@ def test_crop_linear_combines_landmark_dynamics_with_its_crop_scores_and_round_t
     train, labels, groups = descriptor_rows(60, signal=0.0, frames=4)
     videos = _landmark_table(labels, seed=3)
     model = fit_crop_linear(train, labels, groups, seed=0, videos=videos)
-    assert model.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
+    assert model.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd", "face_grid_blockiness"]
     weights = dict(zip(model.video_columns, model.video_weights))
     assert weights["landmark_mouth_sd"] < -1.0 and abs(weights["landmark_nose_sd"]) < abs(weights["landmark_mouth_sd"]) / 3
+    assert abs(weights["face_grid_blockiness"]) * 2.0 < abs(weights["landmark_mouth_sd"]) * 0.3  # noise: less say
     assert np.allclose(model.video_fill, videos[model.video_columns].median().to_numpy())
     assert list(video_inputs(model, train, videos).columns) == ["crop", "patch", *model.video_columns]
 
@@ -235,7 +238,7 @@ def test_crop_linear_combines_landmark_dynamics_with_its_crop_scores_and_round_t
     fakes = np.array([scores[v] for v, y in test_labels.items() if y])
     reals = np.array([scores[v] for v, y in test_labels.items() if not y])
     assert fakes.mean() - reals.mean() > 0.3 and np.mean(fakes[:, None] > reals) > 0.85  # AUC
-    missing = test_videos.assign(landmark_mouth_sd=np.nan)  # no landmarks: each video scored as the training median
+    missing = test_videos.assign(landmark_mouth_sd=np.nan, face_grid_blockiness=np.nan)  # as the training median
     at_median = crop_video_scores(model, test, sorted(test_labels), missing)
     assert np.std(list(at_median.values())) < np.std(list(scores.values())) / 3
     with pytest.raises(ValueError, match="landmark_mouth_sd"):

@@ -1,7 +1,8 @@
 import cv2
 import numpy as np
 
-from features.crops import NATIVE_MIN_SIDE, crop_native, crop_square, encode_jpeg, encode_lossless, square_box
+from features.crops import (GRID, NATIVE_MIN_SIDE, crop_native, crop_square, encode_jpeg, encode_lossless,
+                           grid_blockiness, square_box)
 
 
 def test_square_box_adds_margin_around_the_longer_side():
@@ -68,3 +69,23 @@ def test_lossless_round_trip_is_exact_and_smaller_than_raw():
     decoded = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(decoded, frame)
     assert len(blob) < frame.nbytes
+
+
+def test_grid_blockiness_sees_block_edges_on_the_frame_grid_only():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(128, 3, (200, 200)).astype(np.float32)
+    blocks = np.kron(rng.normal(0, 6, (26, 26)), np.ones((GRID, GRID))).astype(np.float32)
+    box = np.array([20, 20, 180, 180], np.float32)
+    on_grid = grid_blockiness(noise + blocks[:200, :200], box)
+    off_grid = grid_blockiness(noise + blocks[4:204, 4:204], box)  # the same blocks, half a block off the grid
+    assert on_grid > 50 and abs(grid_blockiness(noise, box)) < 5
+    assert off_grid < 5  # edges at 4 mod 8 do not count
+    assert np.isnan(grid_blockiness(noise, np.array([90, 90, 110, 110], np.float32)))  # centre under 2 blocks
+
+
+def test_grid_blockiness_measures_only_the_face_centre():
+    rng = np.random.default_rng(1)
+    frame = rng.normal(128, 3, (240, 240)).astype(np.float32)
+    blocks = np.kron(rng.normal(0, 6, (30, 30)), np.ones((GRID, GRID))).astype(np.float32)
+    ringed = frame + blocks * (np.maximum(*np.abs(np.mgrid[0:240, 0:240] - 119.5)) > 60)  # blocky outside only
+    assert abs(grid_blockiness(ringed, np.array([0, 0, 240, 240], np.float32))) < 5  # centre half-width 60

@@ -51,6 +51,10 @@ def test_one_face_every_frame_has_a_box_and_ssim_has_frames_minus_one_values(tmp
         native = cv2.imdecode(np.frombuffer(r["crop_lossless"], np.uint8), cv2.IMREAD_COLOR)
         x1, y1, x2, y2 = np.round(square_box(np.array([r["x1"], r["y1"], r["x2"], r["y2"]]), 0.3)).astype(int)
         assert native.shape == (int(np.clip(x2 - x1, NATIVE_MIN_SIDE, 96)),) * 2 + (3,)
+    # and its face centre's block-grid measure (a float on crop frames only); the videos row has the file size.
+    assert all(isinstance(r["grid_blockiness"], float) for r in crops)
+    assert all(r["grid_blockiness"] is None for r in result.faces if r["crop_jpeg"] is None)
+    assert v["file_bytes"] == clip.stat().st_size
     # The tracked box follows the face as it moves right one pixel per frame.
     boxes = {r["frame_index"]: r["x1"] for r in result.faces}
     assert boxes[20] - boxes[0] == pytest.approx(20, abs=6)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from features.crops import encode_jpeg
-from features.video_features import (FEATURE_NAMES, FEATURES, LANDMARK_FEATURES, box_stats, landmark_stats,
+from features.video_features import (FEATURE_NAMES, FEATURES, GRID_MIN_BITS_PER_PIXEL, LANDMARK_FEATURES, VIDEO_INPUTS,
+                                     bits_per_pixel, box_stats, grid_stats, landmark_stats,
                                      seam_stats, series_stats, video_features)
 from tests.conftest import face_scene
 
@@ -121,3 +122,16 @@ def test_spectrum_sees_blur_of_the_inner_face_whatever_the_crop_size():
     small = spectrum_stats([cv2.resize(texture, (160, 160), interpolation=cv2.INTER_AREA)] * 3, margin=0.3)
     assert abs(small["spec_hf"] - sharp["spec_hf"]) < abs(soft["spec_hf"] - sharp["spec_hf"])
     assert all(np.isnan(v) for v in spectrum_stats([], margin=0.3).values())
+
+
+def test_grid_feature_is_the_mean_over_crops_and_left_out_on_heavily_compressed_video():
+    faces = pd.DataFrame({"grid_blockiness": [2.0, None, 4.0]})
+    light = {"file_bytes": 10_000_000, "frame_count": 100, "width": 640, "height": 480}  # 2.6 bits per pixel
+    assert bits_per_pixel(light) == pytest.approx(8e7 / (100 * 640 * 480))
+    assert grid_stats(light, faces) == {"face_grid_blockiness": 3.0}
+    heavy = {**light, "file_bytes": int(GRID_MIN_BITS_PER_PIXEL / 8 * 100 * 640 * 480 * 0.9)}
+    assert math.isnan(grid_stats(heavy, faces)["face_grid_blockiness"])
+    unknown = {k: v for k, v in light.items() if k != "file_bytes"}
+    assert math.isnan(bits_per_pixel(unknown)) and math.isnan(grid_stats(unknown, faces)["face_grid_blockiness"])
+    assert math.isnan(grid_stats(light, faces.iloc[1:2])["face_grid_blockiness"])  # no value on any crop
+    assert set(VIDEO_INPUTS) == {*LANDMARK_FEATURES, "face_grid_blockiness"} <= set(FEATURE_NAMES)

@@ -11,7 +11,7 @@ import pytest
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.crop_descriptors import DESCRIPTORS_VERSION, PATCH_BINS
 from features.demo import make_demo_dataset
-from features.video_features import LANDMARK_FEATURES
+from features.video_features import VIDEO_INPUTS
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
 from tasks.train import stale_descriptor_videos, video_table
@@ -212,7 +212,7 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     if kind == "crop_linear":  # what the model looks at, per descriptor block, in the model card
         shares = card["feature_importance"]
         assert {"LBP", "residual d1 band", "residual d2 ring"} <= set(shares) and abs(sum(shares.values()) - 1) < 1e-3
-        assert set(card["scorer_shares"]) == {"crop", "patch", *LANDMARK_FEATURES} and abs(sum(card["scorer_shares"].values()) - 1) < 1e-3
+        assert set(card["scorer_shares"]) == {"crop", "patch", *VIDEO_INPUTS} and abs(sum(card["scorer_shares"].values()) - 1) < 1e-3
         assert model.patch is not None and len(model.patch.weights) == PATCH_BINS
     else:
         assert card["scorer_shares"] == {}
