@@ -149,8 +149,9 @@ MODELS = {
     "crop_linear": functools.partial(fit_crop_model, kind="crop_linear", self_blend=True),
     "cnn": fit_cnn, "cnn_sbi": fit_cnn_sbi,
 }
+# The CNNs take minutes per fold on a CPU: ask for them with --models.
 DEFAULT_MODELS = ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches", "crop_linear_no_landmarks",
-                  "crop_linear_no_grid", "crop_linear"]  # the CNNs take minutes per fold on a CPU: ask for them with --models
+                  "crop_linear_no_grid", "crop_linear"]
 
 
 # ----------------------------------------------------------------------------------------------- data

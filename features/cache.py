@@ -64,7 +64,7 @@ FACES_SCHEMA = pa.schema([
     ("landmarks", pa.list_(pa.float32())), ("crop_jpeg", pa.binary()),
     # The same crop at the video's own pixel scale, lossless (features.crops.crop_native): what the descriptors read.
     ("crop_lossless", pa.binary()),
-    # Block-grid traces in the face centre on the full-resolution frame, on crop frames (features.crops.grid_blockiness).
+    # Block-grid traces in the face centre of the full-resolution frame, on crop frames (crops.grid_blockiness).
     ("grid_blockiness", pa.float32()),
 ])
 

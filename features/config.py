@@ -41,8 +41,8 @@ class ExtractConfig(BaseModel):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track at the next keyframe.")
     max_missed_keyframes: int = Field(3, ge=0, description="Keyframes a track may go undetected before it ends.")
     crop_margin: float = Field(0.3, ge=0, le=2, description="Margin added around the face box, as a fraction of its size.")
-    crop_size: int = Field(224, ge=16, description="Side of the stored square face crops, in pixels (the JPEG crops are "
-                                                  "resized to it; the lossless ones are only shrunk to it).")
+    crop_size: int = Field(224, ge=16, description="Side of the stored square face crops, in pixels (the JPEG crops "
+                                                  "are resized to it; the lossless ones are only shrunk to it).")
     crops_per_video: int = Field(32, ge=0, description="Frames per video, evenly spaced, whose crops are stored: as "
                                                        "JPEG at crop_size, and losslessly at the video's own scale.")
     jpeg_quality: int = Field(95, ge=10, le=100, description="JPEG quality of stored crops.")

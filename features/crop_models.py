@@ -12,8 +12,8 @@ Both learn from every stored main-face crop labelled as its video, plus self-ble
 A video's inputs are the mean crop score (and the mean patch score), and for crop_linear the video's landmark
 dynamics (features.video_features.LANDMARK_FEATURES: how much the expression moves, which generated faces do
 less) and the block-grid traces in its face centre (face_grid_blockiness: a face re-synthesised before the last
-encoding lacks the earlier encodings' grid); a logistic regression on them, fitted on out-of-fold inputs of the training videos (3 folds by leakage
-group), weighs and calibrates them: in-sample scores would be overconfident.
+encoding lacks the earlier encodings' grid); a logistic regression on them, fitted on out-of-fold inputs of the
+training videos (3 folds by leakage group), weighs and calibrates them: in-sample scores would be overconfident.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _square_region(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndar
 
 def _resized(square: np.ndarray, side: int) -> np.ndarray:
     if square.shape[0] == side:
-        return square
+        return square.copy()  # not a view that would keep the whole frame alive
     interp = cv2.INTER_AREA if square.shape[0] > side else cv2.INTER_LINEAR
     return cv2.resize(square, (side, side), interpolation=interp)
 

@@ -69,7 +69,8 @@ def video_table(store: CacheStore) -> pd.DataFrame:
     return videos.merge(feats, on=["video_id", "cache_key"], how="left")
 
 
-def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str], column: str = "crop_jpeg") -> pd.DataFrame:
+def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str],
+               column: str = "crop_jpeg") -> pd.DataFrame:
     """Stored crops of each video's main face track: the JPEG ones (crop_jpeg), or the lossless native-scale ones
     (crop_lossless) the descriptors are computed from."""
     parts = []
