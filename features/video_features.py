@@ -228,8 +228,11 @@ def landmark_stats(faces: pd.DataFrame) -> dict[str, float]:
 
 def bits_per_pixel(video: dict) -> float:
     """File size over decoded pixels (frame_count x width x height) of a videos row; NaN when unknown."""
+    frames = video.get("frame_count")
+    if not frames or frames != frames:  # None, 0 or NaN: a container without a frame count
+        frames = video.get("frames_decoded")
     try:
-        pixels = float(video.get("frame_count") or video.get("frames_decoded")) * video["width"] * video["height"]
+        pixels = float(frames) * video["width"] * video["height"]
         return 8.0 * float(video["file_bytes"]) / pixels if pixels > 0 else math.nan
     except (KeyError, TypeError, ValueError):
         return math.nan

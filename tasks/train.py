@@ -16,6 +16,8 @@ from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_featu
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "config_hash", "label", "leakage_group", "dataset", "method",
                  "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
+# What bits_per_pixel reads of a videos row (the block-grid feature is left out on heavily compressed video).
+SIZE_COLUMNS = ["width", "height", "frame_count", "frames_decoded", "file_bytes"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -33,7 +35,6 @@ FEATURE_FACE_COLUMNS = [name for name in FACES_SCHEMA.names if name != "crop_los
 def feature_row(store: CacheStore, video: dict) -> dict:
     """Features of one cached video; rows of an uncommitted (older or newer) extraction are ignored."""
     key = video["cache_key"]
-    video = {**(store.read_video_row(video["video_id"]) or {}), **video}  # its probe and file size too
     faces = store.read_partition("faces", video["video_id"], columns=FEATURE_FACE_COLUMNS)
     ssim = store.read_partition("ssim", video["video_id"])
     faces = faces[faces.cache_key == key]
@@ -53,7 +54,7 @@ def compute_features(cache: str, videos: list[dict]) -> int:
 
 def stale_feature_videos(store: CacheStore) -> list[dict]:
     """Videos whose features partition is missing, from another extraction, or from older feature code."""
-    videos = store.read("videos", columns=VIDEO_COLUMNS)
+    videos = store.read("videos", columns=[*VIDEO_COLUMNS, *SIZE_COLUMNS])  # feature_row needs the size too
     videos = videos[videos.status != "failed"]
     have = store.read("features", columns=["video_id", "cache_key", "features_version"], committed_only=False)
     current = have[have.features_version == FEATURES_VERSION][["video_id", "cache_key"]]
@@ -182,7 +183,7 @@ def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
         return models.fit_gbm(table[FEATURE_NAMES], y, table.leakage_group.to_numpy(), seed=seed), "CPU"
     if kind in CROP_FITS:
         blended = crop_descriptors(table[y == 0], cache, blended=True)
-        extra = {"videos": table} if kind == "crop_linear" else {}  # its landmark-dynamics inputs
+        extra = {"videos": table} if kind == "crop_linear" else {}  # its per-video inputs (VIDEO_INPUTS)
         return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y)),
                                dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended,
                                **extra), "CPU"
