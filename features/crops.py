@@ -85,12 +85,23 @@ GRID = 8  # side of the coding blocks whose traces grid_blockiness measures (JPE
 # and 8 x 8 transforms and 16 x 16 macroblocks all have edges on it)
 
 
-def grid_blockiness(grey: np.ndarray, box: np.ndarray, reach: float = 0.5) -> float:
+def grid_phase(rotation: int, width: int, height: int) -> tuple[int, int]:
+    """Where the coded frame's block grid falls in an upright frame of `width` x `height` that was turned by the
+    container's display rotation (decode.VideoProbe.rotation, OpenCV's convention): edges at columns x with
+    (x - px) % GRID == 0 and rows y with (y - py) % GRID == 0. The coded grid starts at the coded frame's top-left
+    corner; a rotation moves that corner, so a side that is not a multiple of GRID shifts the grid (a 480 x 854
+    portrait clip turned by 270 degrees has its row edges at 6 mod 8, not 0)."""
+    rotation %= 360
+    return ((width % GRID) if rotation in (90, 180) else 0, (height % GRID) if rotation in (180, 270) else 0)
+
+
+def grid_blockiness(grey: np.ndarray, box: np.ndarray, reach: float = 0.5,
+                    phase: tuple[int, int] = (0, 0)) -> float:
     """How much stronger the steps across the frame's GRID-pixel block edges are than the steps elsewhere, in the
     face centre: 100 x log(mean |difference| between neighbours on either side of a block edge / mean |difference|
     between other neighbours), over the square within `reach` x half the box's longer side of its centre, on the
-    full-resolution grey frame (block edges at multiples of GRID in frame coordinates). NaN when the square is
-    under two blocks wide.
+    full-resolution grey frame (block edges at multiples of GRID in frame coordinates, shifted by `phase`:
+    grid_phase). NaN when the square is under two blocks wide.
 
     Every encoding leaves its block grid in the pixels. A real video re-encoded keeps the grid of its earlier
     encoding in the face too; a face re-synthesised before the last encoding has only the last one, so on lightly
@@ -104,8 +115,8 @@ def grid_blockiness(grey: np.ndarray, box: np.ndarray, reach: float = 0.5) -> fl
     if right - left < 2 * GRID or bottom - top < 2 * GRID:
         return float("nan")
     region = grey[top:bottom, left:right].astype(np.float32)
-    across_x = (np.arange(left + 1, right) % GRID) == 0  # the step between columns c-1 and c crosses an edge
-    across_y = (np.arange(top + 1, bottom) % GRID) == 0
+    across_x = ((np.arange(left + 1, right) - phase[0]) % GRID) == 0  # the step from column c-1 to c crosses an edge
+    across_y = ((np.arange(top + 1, bottom) - phase[1]) % GRID) == 0
     steps_x, steps_y = np.abs(np.diff(region, axis=1)), np.abs(np.diff(region, axis=0))
     edge = np.concatenate([steps_x[:, across_x].ravel(), steps_y[across_y].ravel()]).mean()
     inside = np.concatenate([steps_x[:, ~across_x].ravel(), steps_y[~across_y].ravel()]).mean()

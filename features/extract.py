@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from features.config import ExtractConfig
-from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless, grid_blockiness
+from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless, grid_blockiness, grid_phase
 from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
 from features.faces import Detections, detect_in_rois, detection_scale
 from features.ssim import ssim_pairs, ssim_series
@@ -104,6 +104,7 @@ class _VideoExtractor:
         self.scale = 1.0
         self.small_size = (0, 0)
         self.samples: set[int] = set()
+        self.grid_phase = (0, 0)  # where the coded block grid falls in the upright frames (crops.grid_phase)
 
     def add_frame(self, index: int, frame: np.ndarray) -> None:
         cfg = self.config
@@ -189,7 +190,7 @@ class _VideoExtractor:
         if frame.bgr is not None:
             jpeg = encode_jpeg(crop_square(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size), cfg.jpeg_quality)
             lossless = encode_lossless(crop_native(frame.bgr, fb.box, cfg.crop_margin, cfg.crop_size))
-            grid = grid_blockiness(frame.grey, fb.box)
+            grid = grid_blockiness(frame.grey, fb.box, phase=self.grid_phase)
         x1, y1, x2, y2 = (float(v) for v in fb.box)
         self.face_rows.append({
             "track_id": fb.track_id, "frame_index": fb.frame,
@@ -271,6 +272,7 @@ def extract_video(path: str, video: str, config: ExtractConfig, detector, ssim_d
                 shape = frame.shape
                 run.scale = detection_scale(shape[1], shape[0], config.detect_long_side)
                 run.small_size = _frame_ssim_size(shape[1], shape[0], config.ssim_frame_long_side)
+                run.grid_phase = grid_phase(info.rotation, shape[1], shape[0])
             elif frame.shape != shape:
                 raise StepError(video, "decode", f"frame size changed from {shape[:2]} to {frame.shape[:2]}", index)
             run.add_frame(index, frame)

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 
 from features.crops import (GRID, NATIVE_MIN_SIDE, crop_native, crop_square, encode_jpeg, encode_lossless,
-                           grid_blockiness, square_box)
+                           grid_blockiness, grid_phase, square_box)
 
 
 def test_square_box_adds_margin_around_the_longer_side():
@@ -89,3 +89,26 @@ def test_grid_blockiness_measures_only_the_face_centre():
     blocks = np.kron(rng.normal(0, 6, (30, 30)), np.ones((GRID, GRID))).astype(np.float32)
     ringed = frame + blocks * (np.maximum(*np.abs(np.mgrid[0:240, 0:240] - 119.5)) > 60)  # blocky outside only
     assert abs(grid_blockiness(ringed, np.array([0, 0, 240, 240], np.float32))) < 5  # centre half-width 60
+
+
+def _blocky_frame(height, width, seed=2):
+    """Noise plus flat GRID x GRID blocks whose edges lie on the coded grid (multiples of GRID from the top-left)."""
+    rng = np.random.default_rng(seed)
+    blocks = np.kron(rng.normal(0, 6, (height // GRID + 1, width // GRID + 1)), np.ones((GRID, GRID)))
+    return (rng.normal(128, 3, (height, width)) + blocks[:height, :width]).astype(np.float32)
+
+
+def test_grid_phase_follows_the_coded_corner_through_a_rotation():
+    frame = _blocky_frame(148, 212)  # both sides 4 mod 8: a turned frame's grid is shifted by half a block
+    # OpenCV's display rotation -> how numpy turns the coded frame upright (checked on real files in test_decode)
+    for rotation, turns in ((0, 0), (90, -1), (180, 2), (270, 1)):
+        upright = np.ascontiguousarray(np.rot90(frame, turns))
+        h, w = upright.shape
+        box = np.array([0, 0, w, h], np.float32)
+        phase = grid_phase(rotation, w, h)
+        values = {(px, py): grid_blockiness(upright, box, reach=1.0, phase=(px, py))
+                  for px in range(GRID) for py in range(GRID)}
+        assert values[phase] > 50 and values[phase] == max(values.values()), rotation
+        if rotation:  # the unshifted grid misses the edges along one axis (90, 270) or both (180)
+            assert values[(0, 0)] < values[phase] - 30, rotation
+    assert grid_phase(270, 480, 854) == (0, 6) and grid_phase(90, 1080, 1920) == (0, 0)

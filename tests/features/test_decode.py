@@ -3,6 +3,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from features.crops import GRID, grid_blockiness, grid_phase
 from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, probe
 from tests.conftest import shared_dataset, write_clip
 
@@ -58,6 +59,32 @@ def test_rotation_metadata_gives_upright_frames(tmp_path):
     marker = np.argwhere(frame[..., 0] > 200)
     # Rotated 90 degrees counter-clockwise: the top-left marker is now bottom-left.
     assert marker[:, 0].min() >= 50 and marker[:, 1].max() <= 12
+
+
+def test_grid_phase_matches_opencvs_rotation_on_real_files(tmp_path):
+    """The coded block grid of a rotated file, decoded upright, lies where crops.grid_phase says."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg to write rotation metadata")
+    rng = np.random.default_rng(0)
+    height, width = 148, 212  # both 4 mod 8
+    blocks = rng.integers(40, 220, (height // GRID + 1, width // GRID + 1)).astype(np.uint8)
+    grey = np.kron(blocks, np.ones((GRID, GRID), np.uint8))[:height, :width]
+    src = write_clip(tmp_path / "blocks.mp4", [np.dstack([grey] * 3)] * 3, fps=10.0)
+    seen = set()
+    for flag in ("90", "180", "-90"):
+        rotated = tmp_path / f"r{flag}.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation:v:0", flag,
+                        "-i", str(src), "-c", "copy", str(rotated)], check=True)
+        cap = open_video(str(rotated), rotated.name)
+        info = probe(cap)
+        frame = next(iter_frames(cap, rotated.name))[1][..., 0].astype(np.float32)
+        h, w = frame.shape
+        box = np.array([0, 0, w, h], np.float32)
+        seen.add(info.rotation)
+        values = {(px, py): grid_blockiness(frame, box, reach=1.0, phase=(px, py))
+                  for px in range(GRID) for py in range(GRID)}
+        phase = grid_phase(info.rotation, w, h)
+        assert values[phase] == max(values.values()) and values[phase] > values[(0, 0)] + 30, flag
+    assert seen == {90, 180, 270}
 
 
 def test_zero_byte_file(tmp_path):

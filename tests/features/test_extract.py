@@ -159,3 +159,34 @@ def test_tf_ssim_backend_gives_the_same_series(tmp_path, haar):
     tf_rows = extract_video(str(clip), "one", ExtractConfig(detector="haar", ssim_backend="tf"), haar).ssim
     assert [(r["track_id"], r["frame_index"]) for r in numpy_rows] == [(r["track_id"], r["frame_index"]) for r in tf_rows]
     assert max(abs(a["ssim"] - b["ssim"]) for a, b in zip(numpy_rows, tf_rows)) < 1e-3
+
+
+def test_grid_blockiness_is_measured_on_the_coded_grid_of_a_rotated_video(tmp_path, haar):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg to write rotation metadata")
+    import subprocess
+
+    from features.crops import grid_blockiness, grid_phase
+    from features.decode import iter_frames, open_video
+
+    # Stored upside down, with block steps on the coded grid, and flagged to be turned by 180 degrees: decoded
+    # upright, with sides of 4 mod 8, so the coded grid sits at (4, 4) in the upright frames.
+    rng = np.random.default_rng(0)
+    steps = np.kron(rng.integers(-8, 9, (40, 60)), np.ones((8, 8), int))[:316, :476, None]
+    frames = [np.clip(face_scene(width=476, height=316)[::-1, ::-1] + steps, 0, 255).astype(np.uint8)
+              for _ in range(6)]
+    stored = write_clip(tmp_path / "stored.mp4", frames)
+    clip = tmp_path / "turned.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation:v:0", "180",
+                    "-i", str(stored), "-c", "copy", str(clip)], check=True)
+    cfg = ExtractConfig(detector="haar", keyframe_interval=5, crops_per_video=2, crop_size=96)
+    result = extract_video(str(clip), "turned", cfg, haar)
+    assert result.status == "ok" and result.video["rotation"] == 180
+    upright = dict(iter_frames(open_video(str(clip), "turned"), "turned"))
+    crops = [r for r in result.faces if r["grid_blockiness"] is not None]
+    assert len(crops) == 2
+    for r in crops:
+        grey = cv2.cvtColor(upright[r["frame_index"]], cv2.COLOR_BGR2GRAY)
+        box = np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32)
+        assert grid_phase(180, 476, 316) == (4, 4)
+        assert r["grid_blockiness"] == pytest.approx(grid_blockiness(grey, box, phase=(4, 4)), abs=1e-4)
+        assert r["grid_blockiness"] > grid_blockiness(grey, box) + 10  # the unshifted grid misses the steps
