@@ -22,8 +22,8 @@ from features.evaluation import check_groups_within_folds, evaluate, grouped_fol
 from features.rundir import fetched, join, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
-from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, predict_model,
-                         stale_descriptor_videos, stale_feature_videos, video_table)
+from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, other_extraction_code,
+                         predict_model, settings_differences, stale_descriptor_videos, stale_feature_videos, video_table)
 
 MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
                "cnn": "model.keras"}
@@ -96,9 +96,22 @@ def _json_safe(value):
     return value
 
 
+def check_extraction_code(store: CacheStore, cache: str) -> None:
+    """Refuse a cache with videos extracted by another version of the extraction code (their stored values may mean
+    something else): `dfp extract` over the same datasets redoes exactly those."""
+    other = other_extraction_code(store, FEATURE_CODE_VERSION)
+    if len(other):
+        versions = ", ".join(sorted(other.code_version.fillna("unknown").unique()))
+        raise ValueError(f"{cache}: {len(other)} extracted videos (first: {other.video_id.iloc[0]}) were extracted by "
+                         f"extraction code version {versions}, and this version of deepfake-pipeline extracts version "
+                         f"{FEATURE_CODE_VERSION}: run `dfp extract` on their datasets with --cache {cache} again (it "
+                         "redoes only those videos), then rerun this command")
+
+
 @flow(name="train", validate_parameters=True)
 def train_flow(config: TrainConfig) -> dict:
     """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
+    check_extraction_code(CacheStore(config.cache), config.cache)
     with staged_dir(config.out) as run:
         return _train(config, run)
 
@@ -205,6 +218,12 @@ def _f(value) -> str:
 def load_run(run_dir: str):
     """The model card and the model of a run directory, loaded without running code from the files."""
     card = json.loads(read_text(join(run_dir, "model_card.json")))
+    extracted_by = card.get("feature_code_version", "unknown")
+    if extracted_by != FEATURE_CODE_VERSION:
+        raise ValueError(f"{run_dir}: this {card['model']} model was trained on videos extracted by extraction code "
+                         f"version {extracted_by}, and this version of deepfake-pipeline extracts version "
+                         f"{FEATURE_CODE_VERSION}: the values it reads may mean something else. Retrain it with `dfp "
+                         "train` on a cache brought up to date with `dfp extract`.")
     trained_on = card.get("descriptors_version", "3 or older")
     if card["model"] in CROP_FITS and trained_on != DESCRIPTORS_VERSION:
         raise ValueError(f"{run_dir}: this {card['model']} model was trained on crop descriptors version {trained_on}, "
@@ -254,26 +273,35 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
     """Score a trained run on another labelled cache and write its metrics beside the run."""
     card, model = load_run(config.run)
     store = CacheStore(config.cache)
+    check_extraction_code(store, config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
         update_features(store, runner, card["model"])
     table = video_table(store)
     labelled = table[table.label.notna()]
     if labelled.empty:
         raise ValueError(f"no labelled videos in {config.cache}")
+    differences = settings_differences(card["extract_configs"],
+                                       {h: store.read_config(h) for h in labelled.config_hash.dropna().unique()})
+    if differences:  # allowed (e.g. to measure robustness to a setting), but never silent
+        get_run_logger().warning("%s was extracted with other settings than the model's training data: %s",
+                                 config.cache, "; ".join(f"{k} {v['evaluated']} (trained: {v['trained']})"
+                                                         for k, v in differences.items()))
     scored = score_table(card, model, labelled, config.cache)
     scored["p_prior"] = card["training_data"]["fake_rate"]
     name = Path(config.cache.rstrip("/")).name or "cache"
     with staged_dir(join(config.run, "evaluations", name)) as out:
-        return _write_evaluation(card, scored, out, name, config)
+        return _write_evaluation(card, scored, out, name, config, differences)
 
 
-def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig) -> dict:
+def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig,
+                      differences: dict) -> dict:
     evaluation = evaluate(scored)
     plots = _published(plot_evaluation(scored, out, title=f"{card['model']} on {name}"), out,
                        join(config.run, "evaluations", name))
     scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "explanation"]].to_csv(
         out / "predictions.csv", index=False)
-    metrics = {"model": card["model"], "cache": config.cache, **_json_safe(evaluation), "plots": plots}
+    metrics = {"model": card["model"], "cache": config.cache, "extraction_settings_differ": _json_safe(differences),
+               **_json_safe(evaluation), "plots": plots}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     create_markdown_artifact(markdown=metrics_markdown(metrics, f"Evaluation on {name}"), key="evaluate-metrics")
     return metrics

@@ -119,12 +119,40 @@ def test_evaluate_on_another_cache(gbm_run, demo_cache, tmp_path):
     run, _ = gbm_run
     other = make_demo_dataset(tmp_path / "dfdc-other", n_clips=6, frames=30, seed=99)
     other_cache = tmp_path / "other-cache"
-    extract_flow(ExtractConfig(datasets=[str(other)], cache=str(other_cache), workers=2))
+    extract_flow(ExtractConfig(datasets=[str(other)], cache=str(other_cache), workers=2, keyframe_interval=5))
     metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(other_cache), workers=2))
     assert metrics["overall"]["n"] == 6
+    # Allowed, but recorded: the other cache was extracted with other settings than the training data.
+    assert metrics["extraction_settings_differ"] == {"keyframe_interval": {"trained": [10], "evaluated": [5]}}
     out = run / "evaluations" / "other-cache"
     assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 6
     assert len(pd.read_csv(out / "predictions.csv")) == 6
+
+
+def test_values_written_by_other_extraction_code_are_refused(gbm_run, demo_cache, tmp_path):
+    run, _ = gbm_run
+    _, cache = demo_cache
+    copy = tmp_path / "older-cache"
+    shutil.copytree(cache, copy, ignore=shutil.ignore_patterns(".lock*"))
+    store = CacheStore(str(copy))
+    row = store.read_video_row(store.read("videos").query("status == 'ok'").video_id.iloc[0])
+    store.write_table("videos", row["video_id"], [{**row, "code_version": "4"}])  # as an older release wrote it
+    refusal = (rf"1 extracted videos \(first: {row['video_id']}\) were extracted by extraction code version 4, "
+               r"and this version of deepfake-pipeline extracts version \d+: run `dfp extract`")
+    with pytest.raises(ValueError, match=refusal):
+        train_flow(TrainConfig(cache=str(copy), out=str(tmp_path / "run"), model="gbm", folds=5, workers=2))
+    assert not (tmp_path / "run").exists()  # nothing half-written
+    with pytest.raises(ValueError, match=refusal):
+        evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
+    assert not (run / "evaluations" / "older-cache").exists()
+    # A model trained on values of another extraction code version does not load (dfp evaluate, dfp score).
+    old = tmp_path / "older-run"
+    shutil.copytree(run, old)
+    card = json.loads((old / "model_card.json").read_text())
+    (old / "model_card.json").write_text(json.dumps({**card, "feature_code_version": "4"}))
+    with pytest.raises(ValueError, match=r"older-run: this gbm model was trained on videos extracted by extraction "
+                                         r"code version 4.*Retrain it with `dfp train`"):
+        load_run(str(old))
 
 
 def test_cnn_fits_land_on_the_gpu_worker(demo_cache, tmp_path):
@@ -235,6 +263,7 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         shutil.copytree(cache, copy, ignore=shutil.ignore_patterns("descriptors", ".lock*"))
         metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
         assert metrics["overall"]["n"] == 20 and stale_descriptor_videos(CacheStore(str(copy))) == []
+        assert metrics["extraction_settings_differ"] == {}
         evaluated = pd.read_csv(run / "evaluations" / "copy-cache" / "predictions.csv").set_index("video_id").p_fake
         assert np.allclose(evaluated.loc[scored.video_id].to_numpy(), scored.p_fake.to_numpy())
         # A model trained on another version of the descriptors (e.g. from the JPEG crops) refuses to load.

@@ -7,7 +7,8 @@ import pandas as pd
 from features.cache import CacheStore
 from features.crop_descriptors import descriptor_table, table_names
 from features.crops import encode_jpeg, encode_lossless
-from tasks.train import compute_descriptors, crop_descriptors, stale_descriptor_videos
+from tasks.train import (compute_descriptors, crop_descriptors, other_extraction_code, settings_differences,
+                         stale_descriptor_videos)
 from tests.conftest import face_scene
 
 
@@ -71,3 +72,25 @@ def test_a_video_without_cached_descriptors_is_computed_on_read_and_not_written(
     assert read.frame_index.dtype == np.int64 and not store.fs.exists(store.table_dir("descriptors"))
     empty = crop_descriptors(videos[videos.video_id == "faceless"], store.url)
     assert empty.empty and list(empty.columns) == ["video_id", "frame_index", *table_names()]
+
+
+def test_videos_extracted_by_other_code_are_found(tmp_path):
+    store = CacheStore(str(tmp_path / "cache"))
+    for vid, status, version in (("new", "ok", "5"), ("old", "ok", "4"), ("unknown", "ok", None),
+                                 ("broken", "failed", "4")):
+        store.write_video({"video_id": vid, "cache_key": vid, "status": status, "path": f"/data/{vid}.mp4",
+                           "code_version": version}, [], [])
+    other = other_extraction_code(store, "5")
+    assert sorted(other.video_id) == ["old", "unknown"]  # a failed decode holds no values to misread
+    assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
+
+
+def test_settings_differences_name_each_setting_that_changed():
+    trained = {"a": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    same = {"b": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    assert settings_differences(trained, same) == {}
+    other = {"c": {"detector": "haar", "crop_size": 224, "keyframe_interval": 10},
+             "d": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    assert settings_differences(trained, other) == {"detector": {"trained": ["mtcnn"], "evaluated": ["haar", "mtcnn"]}}
+    assert settings_differences(trained, {"e": {"detector": "mtcnn", "crop_size": 224}}) == {
+        "keyframe_interval": {"trained": [10], "evaluated": []}}
