@@ -73,6 +73,23 @@ class ExtractConfig(BaseModel):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def settings_differences(trained: dict[str, dict], evaluated: dict[str, dict]) -> dict[str, dict]:
+    """Output-affecting extraction settings (ExtractConfig.output_settings, by config hash) that differ between the
+    extractions a model was trained on and those of another cache: setting -> {"trained": [...], "evaluated": [...]}."""
+    def values(configs: dict[str, dict]) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for settings in configs.values():
+            for key, value in settings.items():
+                if value not in out.setdefault(key, []):
+                    out[key].append(value)
+        return out
+
+    before, after = values(trained), values(evaluated)
+    return {key: {"trained": before.get(key, []), "evaluated": after.get(key, [])}
+            for key in sorted(set(before) | set(after))
+            if sorted(map(repr, before.get(key, []))) != sorted(map(repr, after.get(key, [])))}
+
+
 class TrainConfig(BaseModel):
     """A training run: which cache, which model, how it is cross-validated, where results go."""
 

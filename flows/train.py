@@ -17,13 +17,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from features import FEATURE_CODE_VERSION, crop_models, models
 from features.cache import CacheStore
 from features.crop_descriptors import DESCRIPTORS_VERSION
-from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
+from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig, settings_differences
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.rundir import fetched, join, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, other_extraction_code,
-                         predict_model, settings_differences, stale_descriptor_videos, stale_feature_videos, video_table)
+                         predict_model, stale_descriptor_videos, stale_feature_videos, video_table)
 
 MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
                "cnn": "model.keras"}

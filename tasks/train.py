@@ -73,25 +73,8 @@ def video_table(store: CacheStore) -> pd.DataFrame:
 def other_extraction_code(store: CacheStore, code_version: str) -> pd.DataFrame:
     """The extracted videos (status ok) whose rows were written by another version of the extraction code than
     `code_version` (features.FEATURE_CODE_VERSION): their stored values may mean something else."""
-    videos = store.read("videos", columns=["video_id", "path", "status", "code_version"])
+    videos = store.read("videos", columns=["video_id", "status", "code_version"])
     return videos[(videos.status == "ok") & (videos.code_version.fillna("unknown") != code_version)]
-
-
-def settings_differences(trained: dict[str, dict], evaluated: dict[str, dict]) -> dict[str, dict]:
-    """Output-affecting extraction settings (ExtractConfig.output_settings, by config hash) that differ between the
-    extractions a model was trained on and those of another cache: setting -> {"trained": [...], "evaluated": [...]}."""
-    def values(configs: dict[str, dict]) -> dict[str, list]:
-        out: dict[str, list] = {}
-        for settings in configs.values():
-            for key, value in settings.items():
-                if value not in out.setdefault(key, []):
-                    out[key].append(value)
-        return out
-
-    before, after = values(trained), values(evaluated)
-    return {key: {"trained": before.get(key, []), "evaluated": after.get(key, [])}
-            for key in sorted(set(before) | set(after))
-            if sorted(map(repr, before.get(key, []))) != sorted(map(repr, after.get(key, [])))}
 
 
 def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str],

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.config import ExtractConfig
+from features.config import ExtractConfig, settings_differences
 
 
 def test_hash_covers_output_settings_only():
@@ -21,3 +21,14 @@ def test_paths_are_accepted_and_bad_values_are_rejected():
         ExtractConfig(detector="yolo")
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         ExtractConfig(keyframe_intervall=5)
+
+
+def test_settings_differences_name_each_setting_that_changed():
+    trained = {"a": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    same = {"b": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    assert settings_differences(trained, same) == {}
+    other = {"c": {"detector": "haar", "crop_size": 224, "keyframe_interval": 10},
+             "d": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
+    assert settings_differences(trained, other) == {"detector": {"trained": ["mtcnn"], "evaluated": ["haar", "mtcnn"]}}
+    assert settings_differences(trained, {"e": {"detector": "mtcnn", "crop_size": 224}}) == {
+        "keyframe_interval": {"trained": [10], "evaluated": []}}

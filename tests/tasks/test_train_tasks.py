@@ -7,8 +7,7 @@ import pandas as pd
 from features.cache import CacheStore
 from features.crop_descriptors import descriptor_table, table_names
 from features.crops import encode_jpeg, encode_lossless
-from tasks.train import (compute_descriptors, crop_descriptors, other_extraction_code, settings_differences,
-                         stale_descriptor_videos)
+from tasks.train import compute_descriptors, crop_descriptors, other_extraction_code, stale_descriptor_videos
 from tests.conftest import face_scene
 
 
@@ -83,14 +82,3 @@ def test_videos_extracted_by_other_code_are_found(tmp_path):
     other = other_extraction_code(store, "5")
     assert sorted(other.video_id) == ["old", "unknown"]  # a failed decode holds no values to misread
     assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
-
-
-def test_settings_differences_name_each_setting_that_changed():
-    trained = {"a": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
-    same = {"b": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
-    assert settings_differences(trained, same) == {}
-    other = {"c": {"detector": "haar", "crop_size": 224, "keyframe_interval": 10},
-             "d": {"detector": "mtcnn", "crop_size": 224, "keyframe_interval": 10}}
-    assert settings_differences(trained, other) == {"detector": {"trained": ["mtcnn"], "evaluated": ["haar", "mtcnn"]}}
-    assert settings_differences(trained, {"e": {"detector": "mtcnn", "crop_size": 224}}) == {
-        "keyframe_interval": {"trained": [10], "evaluated": []}}
