@@ -268,30 +268,37 @@ def breakdowns(scored: pd.DataFrame) -> dict:
     return result
 
 
-def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int, cache: str) -> dict:
-    fit = functools.partial(MODELS[name], cache=cache)
+EVALUATIONS = ("all", "cross_compression", "ffpp_to_dfdc", "dfdc_held_out")
+
+
+def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int, cache: str, fit=None,
+              evaluations=EVALUATIONS) -> dict:
+    """Every evaluation of one model and split seed; `fit(train, seed)` defaults to MODELS[name] on the cache, and
+    the evaluations left out of `evaluations` are recorded as {"n": 0} (the grouped CV over all clips always runs)."""
+    fit = fit or functools.partial(MODELS[name], cache=cache)
     ffpp = frame.is_ffpp.to_numpy()
     dfdc = ~ffpp
-    result = {"model": name, "seed": seed}
+    result = {"model": name, "seed": seed, "cross_compression": {"n": 0}, "ffpp_to_dfdc": {"n": 0},
+              "dfdc_held_out": {"n": 0}}
     all_clips = cross_validated(frame, fit, seed, folds)
     result["all"] = summarise(all_clips, bootstrap, seed)
     result["ffpp_c23"] = summarise(all_clips[all_clips.is_ffpp & (all_clips.compression == "c23")], bootstrap, seed)
     result["ffpp_c40"] = summarise(all_clips[all_clips.is_ffpp & (all_clips.compression == "c40")], bootstrap, seed)
     result["breakdowns"] = breakdowns(all_clips)
+    result["oof"] = all_clips[["video_id", "label", "fold", "p_fake", "p_prior"]].to_dict("records")
     c23 = (frame.compression == "c23").to_numpy() & ffpp
     c40 = (frame.compression == "c40").to_numpy() & ffpp
-    result["cross_compression"] = (summarise(cross_validated(frame, fit, seed, folds, train_mask=c23, test_mask=c40),
-                                             bootstrap, seed) if c23.any() and c40.any() else {"n": 0})
-    result["ffpp_to_dfdc"] = summarise(fixed_split(frame, fit, seed, ffpp, dfdc), bootstrap, seed)
-    if dfdc.any() and frame[dfdc].leakage_group.nunique() >= 2:
+    if "cross_compression" in evaluations and c23.any() and c40.any():
+        result["cross_compression"] = summarise(cross_validated(frame, fit, seed, folds, train_mask=c23,
+                                                                test_mask=c40), bootstrap, seed)
+    if "ffpp_to_dfdc" in evaluations:
+        result["ffpp_to_dfdc"] = summarise(fixed_split(frame, fit, seed, ffpp, dfdc), bootstrap, seed)
+    if "dfdc_held_out" in evaluations and dfdc.any() and frame[dfdc].leakage_group.nunique() >= 2:
         sub = frame[dfdc | ffpp].reset_index(drop=True)
         sub_dfdc = ~sub.is_ffpp.to_numpy()
         held_out = cross_validated(sub, fit, seed, min(folds, sub[sub_dfdc].leakage_group.nunique()),
                                    test_mask=sub_dfdc)
         result["dfdc_held_out"] = summarise(held_out, bootstrap, seed)
-    else:
-        result["dfdc_held_out"] = {"n": 0}
-    result["oof"] = all_clips[["video_id", "label", "fold", "p_fake", "p_prior"]].to_dict("records")
     return result
 
 

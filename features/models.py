@@ -88,18 +88,23 @@ def gbm_importances(model: Pipeline, X: pd.DataFrame, y: np.ndarray, seed: int =
 CNN_SIZES = {"small": (64, (16, 32, 64)), "large": (128, (32, 64, 128, 256))}
 
 
-def build_cnn(size: str = "small", seed: int = 0):
-    """A small CNN trained from scratch (no pretrained weights exist here); outputs a FAKE logit per crop."""
+def build_cnn(size: str = "small", seed: int = 0, augmentation: list | None = None):
+    """A small CNN trained from scratch (no pretrained weights exist here); outputs a FAKE logit per crop.
+
+    `augmentation`: Keras layers applied in training in place of the default flip, contrast and translation.
+    """
     import keras
     from keras import layers
 
     side, widths = CNN_SIZES[size]
     keras.utils.set_random_seed(seed)
+    if augmentation is None:
+        augmentation = [layers.RandomFlip("horizontal", seed=seed), layers.RandomContrast(0.2, seed=seed),
+                        layers.RandomTranslation(0.05, 0.05, seed=seed)]
     inputs = keras.Input((side, side, 3))
     x = layers.Rescaling(1 / 255.0)(inputs)
-    x = layers.RandomFlip("horizontal", seed=seed)(x)
-    x = layers.RandomContrast(0.2, seed=seed)(x)
-    x = layers.RandomTranslation(0.05, 0.05, seed=seed)(x)
+    for layer in augmentation:
+        x = layer(x)
     for width in widths:
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)

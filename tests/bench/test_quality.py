@@ -60,12 +60,35 @@ def test_breakdowns_score_each_method_against_the_reals():
     assert set(parts["compression"]) == {"c23", "c40"} and parts["compression"]["c40"]["n"] == 36
 
 
+def test_run_model_runs_only_the_evaluations_asked_for_and_takes_a_fit():
+    frame = synthetic()
+    seen: list[pd.DataFrame] = []
+    only_cv = quality.run_model(frame, "scores", 0, 4, 0, "", fit=score_model(seen), evaluations=("all",))
+    assert len(seen) == 4  # the grouped CV over all clips, nothing else
+    assert only_cv["all"]["n"] == len(frame) and only_cv["ffpp_c23"]["n"] == len(frame) // 2
+    assert only_cv["cross_compression"] == {"n": 0} and only_cv["ffpp_to_dfdc"] == {"n": 0}
+    assert len(only_cv["oof"]) == len(frame)
+    every = quality.run_model(frame, "scores", 0, 4, 0, "", fit=score_model(seen))
+    assert every["cross_compression"]["n"] == len(frame) // 2 and every["all"] == only_cv["all"]
+    assert len(seen) == 4 + 4 + 4  # all clips (again) and c23 -> c40; no DFDC clips, so no cross-dataset fit
+    assert every["ffpp_to_dfdc"] == {"n": 0} and every["dfdc_held_out"] == {"n": 0}
+
+
+@pytest.fixture(scope="module")
+def benchmark_run(demo_dir, tmp_path_factory):
+    """bench/quality.py on the generated clips (Haar, 2 folds, split seeds 0 and 1): its result, JSON and cache."""
+    tmp = tmp_path_factory.mktemp("quality")
+    out = tmp / "quality.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DFP_HOME", str(tmp / "home"))
+        result = quality.main([str(demo_dir), "--cache", str(tmp / "cache"), "--detector", "haar", "--folds", "2",
+                               "--seeds", "0", "1", "--bootstrap", "50", "--out", str(out)])
+    return result, out, tmp / "cache"
+
+
 @pytest.mark.slow
-def test_the_benchmark_runs_end_to_end_on_generated_clips(demo_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("DFP_HOME", str(tmp_path / "home"))
-    out = tmp_path / "quality.json"
-    result = quality.main([str(demo_dir), "--cache", str(tmp_path / "cache"), "--detector", "haar", "--folds", "2",
-                           "--seeds", "0", "1", "--bootstrap", "50", "--out", str(out)])
+def test_the_benchmark_runs_end_to_end_on_generated_clips(benchmark_run):
+    result, out, _ = benchmark_run
     saved = json.loads(out.read_text())
     assert saved["clips"] == 8 and saved["seeds"] == [0, 1]
     assert [(r["model"], r["seed"]) for r in saved["runs"]] == [(m, s) for m in quality.DEFAULT_MODELS for s in (0, 1)]
@@ -81,3 +104,38 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(demo_dir, tmp_path, mo
     assert abs(sum(saved["crop_linear_input_shares"].values()) - 1) < 1e-3
     assert set(result["targets"]["gbm"]) == {"ffpp_c23_auc", "log_loss_below_prior", "cross_compression_auc", "dfdc_auc"}
     assert result["targets"]["gbm"]["ffpp_c23_auc"]["met"] is False  # no FF++ clips: not measured, never "met"
+
+
+@pytest.mark.slow
+def test_the_cnn_benchmark_exports_trains_on_the_export_alone_and_its_model_scores_the_same_here(benchmark_run,
+                                                                                                 tmp_path):
+    from bench import cnn_gpu
+
+    _, _, cache = benchmark_run
+    export = tmp_path / "export"
+    meta = cnn_gpu.main(["export", str(export), "--cache", str(cache)])
+    clips = pd.read_parquet(export / "clips.parquet")
+    crops = pd.read_parquet(export / "crops.parquet")
+    assert meta["clips"] == len(clips) == 8 and meta["crops"] == len(crops) > 8 and meta["crop_margin"] == 0.3
+    assert set(crops.columns) == {"video_id", "frame_index", "crop_jpeg"}
+    assert set(crops.video_id) == set(clips[clips.status == "ok"].video_id)
+
+    out = tmp_path / "cnn_gpu.json"
+    cnn_gpu.main(["run", str(export), "--size", "small", "--epochs", "1", "--folds", "2", "--bootstrap", "0",
+                  "--no-cpu-timing", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["timing"][0]["crops"] == len(crops) and saved["timing"][0]["side"] == 64
+    assert saved["timing"][0]["device"].startswith("tensorflow") and saved["timing"][0]["epoch_s"] > 0
+    run = saved["runs"][0]
+    assert (run["model"], run["seed"], run["all"]["n"]) == ("cnn_sbi", 0, 8)
+    assert run["cross_compression"] == {"n": 0}  # only the grouped CV was asked for
+    assert 0.0 <= run["all"]["roc_auc"] <= 1.0 and len(saved["oof_seed0"]["cnn_sbi"]) == 8
+
+    rows = cnn_gpu.augmentation_time(str(export), 24, [8])
+    assert [r["network"] for r in rows] == ["build_cnn large (flip, contrast, translation)", "no augmentation",
+                                           "flip only", "contrast only", "translation only"]
+    assert all(r["batch"] == 8 and r["crops_per_s"] == pytest.approx(24 / r["epoch_s"]) for r in rows)
+
+    checked = cnn_gpu.main(["check", str(export)])
+    assert checked["videos"] == len(clips[clips.status == "ok"])
+    assert checked["max_abs_logit_difference"] < 1e-4
