@@ -83,13 +83,12 @@ def backend_device() -> str:
     return f"tensorflow {tf.__version__}, " + (f"GPU ({gpus[0].name})" if gpus else "CPU")
 
 
-def epoch_time(directory: str, size: str, repeats: int = 2) -> dict:
-    """Seconds per training epoch of the CNN on every exported crop (the first epoch, which builds, not counted)."""
+def epoch_time(crops: pd.DataFrame, size: str, repeats: int = 2) -> dict:
+    """Seconds per training epoch of the CNN on the given crops (the first epoch, which builds, not counted)."""
     import keras
 
     from features.models import CNN_SIZES, build_cnn, crop_array
 
-    crops = pd.read_parquet(Path(directory) / "crops.parquet")
     side = CNN_SIZES[size][0]
     x = crop_array(crops.crop_jpeg, side)
     y = (np.arange(len(x)) % 2).astype(np.float32)
@@ -99,6 +98,7 @@ def epoch_time(directory: str, size: str, repeats: int = 2) -> dict:
     for _ in range(repeats):
         started = time.perf_counter()
         network.fit(x, y, epochs=1, batch_size=32, verbose=0)
+        _sync()
         times.append(time.perf_counter() - started)
     return {"device": backend_device(), "keras": keras.__version__, "crops": len(x), "side": side,
             "epoch_s": min(times), "crops_per_s": len(x) / min(times)}
@@ -148,19 +148,24 @@ def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[
     return rows
 
 
-def fit_exported(train: pd.DataFrame, seed: int, crops: pd.DataFrame, size: str, epochs: int, margin: float | None):
-    """bench/quality.py's fit_cnn on the exported crops: P(FAKE) per test clip from the mean frame logit."""
+def fit_exported(train: pd.DataFrame, seed: int, crops: pd.DataFrame, size: str, epochs: int,
+                 margin: float | None):
+    """features.models.fit_cnn on the training clips' exported crops (self-blended fakes with a margin)."""
     from features import models
 
     labels = dict(zip(train.video_id, (train.label == "FAKE").astype(int)))
-    model = models.fit_cnn(crops[crops.video_id.isin(labels)], labels, dict(zip(train.video_id, train.leakage_group)),
-                           size=size, epochs=epochs, seed=seed, self_blend_margin=margin)
+    return models.fit_cnn(crops[crops.video_id.isin(labels)], labels, dict(zip(train.video_id, train.leakage_group)),
+                          size=size, epochs=epochs, seed=seed, self_blend_margin=margin)
+
+
+def predictor(model, crops: pd.DataFrame):
+    """P(FAKE) per test clip from the mean frame logit (bench/quality.py's fit_cnn), 0.5 without crops."""
+    from features import models
 
     def predict(test: pd.DataFrame) -> np.ndarray:
         scores = models.cnn_video_scores(model, crops[crops.video_id.isin(set(test.video_id))], list(test.video_id))
         return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
 
-    predict.model = model
     return predict
 
 
@@ -175,11 +180,13 @@ def run(args: argparse.Namespace) -> dict:
     device = backend_device()
     print(f"{len(frame)} clips, {len(crops)} crops; Keras on {device}", flush=True)
 
-    timing = [epoch_time(str(directory), args.size)]
+    timing = [epoch_time(crops, args.size)]
     if not args.no_cpu_timing:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
-        probe = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from bench.cnn_gpu import epoch_time; "
-                 f"print(json.dumps(epoch_time({str(directory)!r}, {args.size!r}, repeats=1)))")
+        parquet = str(directory / "crops.parquet")
+        probe = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); import pandas as pd; "
+                 f"from bench.cnn_gpu import epoch_time; crops = pd.read_parquet({parquet!r}); "
+                 f"print(json.dumps(epoch_time(crops, {args.size!r}, repeats=1)))")
         done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
         if done.returncode == 0:
             timing.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -194,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
             started = time.perf_counter()
 
             def fit(train, seed_, margin=margin):
-                return fit_exported(train, seed_, crops, args.size, args.epochs, margin)
+                return predictor(fit_exported(train, seed_, crops, args.size, args.epochs, margin), crops)
 
             result = run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0, "",
                                fit=fit, evaluations=args.evaluations)
@@ -208,12 +215,11 @@ def run(args: argparse.Namespace) -> dict:
 
     usable = frame[frame.status == "ok"]
     final_name = args.models[-1]
-    predict = fit_exported(usable, args.seeds[0], crops, args.size, args.epochs,
-                           meta["crop_margin"] if final_name == "cnn_sbi" else None)
-    models.save_cnn(predict.model, directory / "model.keras")
-    side = predict.model.network.input_shape[1]
-    logits = {vid: models.video_logit(predict.model.network, crops[crops.video_id == vid], side)
-              for vid in usable.video_id}
+    final = fit_exported(usable, args.seeds[0], crops, args.size, args.epochs,
+                         meta["crop_margin"] if final_name == "cnn_sbi" else None)
+    models.save_cnn(final, directory / "model.keras")
+    side = final.network.input_shape[1]
+    logits = {vid: models.video_logit(final.network, crops[crops.video_id == vid], side) for vid in usable.video_id}
     (directory / "logits.json").write_text(json.dumps({"model": final_name, "device": device, "logits": logits}))
     path = write_json(args.out, {
         "device": device, "size": args.size, "epochs": args.epochs, "folds": args.folds, "seeds": args.seeds,
