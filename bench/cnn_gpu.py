@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
+from features.models import keras_device  # noqa: E402
 
 CLIP_COLUMNS = ["video_id", "label", "leakage_group", "status", "is_ffpp", "family", "dataset", "compression",
                 "method", "resolution"]
@@ -63,26 +64,6 @@ def export(directory: str, cache: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- run (GPU machine)
-def backend_device() -> str:
-    """The Keras backend and the device it trains on."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        return f"torch {torch.__version__}, " + (f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
-                                                 else "CPU")
-    if backend == "jax":
-        import jax
-
-        return f"jax {jax.__version__}, {jax.devices()[0].platform.upper()} ({jax.devices()[0].device_kind})"
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"tensorflow {tf.__version__}, " + (f"GPU ({gpus[0].name})" if gpus else "CPU")
-
-
 def epoch_time(crops: pd.DataFrame, size: str, repeats: int = 2) -> dict:
     """Seconds per training epoch of the CNN on the given crops (the first epoch, which builds, not counted)."""
     import keras
@@ -100,7 +81,7 @@ def epoch_time(crops: pd.DataFrame, size: str, repeats: int = 2) -> dict:
         network.fit(x, y, epochs=1, batch_size=32, verbose=0)
         _sync()
         times.append(time.perf_counter() - started)
-    return {"device": backend_device(), "keras": keras.__version__, "crops": len(x), "side": side,
+    return {"device": keras_device(), "keras": keras.__version__, "crops": len(x), "side": side,
             "epoch_s": min(times), "crops_per_s": len(x) / min(times)}
 
 
@@ -177,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
     meta = json.loads((directory / "meta.json").read_text())
     frame = pd.read_parquet(directory / "clips.parquet")
     crops = pd.read_parquet(directory / "crops.parquet")
-    device = backend_device()
+    device = keras_device()
     print(f"{len(frame)} clips, {len(crops)} crops; Keras on {device}", flush=True)
 
     timing = [epoch_time(crops, args.size)]
@@ -244,7 +225,7 @@ def check(directory: str) -> dict:
     here = {vid: models.video_logit(model.network, crops[crops.video_id == vid], side) for vid in written["logits"]}
     theirs = np.array([written["logits"][v] for v in here])
     ours = np.array(list(here.values()))
-    result = {"trained_on": written["device"], "scored_on": backend_device(), "videos": len(here),
+    result = {"trained_on": written["device"], "scored_on": keras_device(), "videos": len(here),
               "max_abs_logit_difference": float(np.max(np.abs(theirs - ours))),
               "logit_spread": float(np.std(theirs)),
               "rank_correlation": float(pd.Series(theirs).corr(pd.Series(ours), method="spearman"))}
@@ -286,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
         return run(args)
     if args.command == "profile":
         rows = augmentation_time(args.directory, args.crops, args.batches)
-        device = backend_device()
+        device = keras_device()
         print(f"Keras on {device}, one epoch over {args.crops} crops of 128 px:\n")
         print(table(rows, ["network", "batch", "epoch_s", "crops_per_s"]))
         path = write_json(args.out, {"device": device, "crops": args.crops, "rows": rows})

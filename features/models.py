@@ -119,6 +119,30 @@ def build_cnn(size: str = "small", seed: int = 0, augmentation: list | None = No
     return model
 
 
+def keras_device() -> str:
+    """Where Keras trains in this process and with what: "GPU (name)" or "CPU", then the Keras version and backend
+    (KERAS_BACKEND: a GPU worker whose TensorFlow is CPU-only can train the CNN on torch or JAX; the saved .keras
+    loads on any backend)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch as module
+
+        device = f"GPU ({module.cuda.get_device_name(0)})" if module.cuda.is_available() else "CPU"
+    elif backend == "jax":
+        import jax as module
+
+        first = module.devices()[0]
+        device = "CPU" if first.platform == "cpu" else f"GPU ({first.device_kind})"
+    else:
+        import tensorflow as module
+
+        gpus = module.config.list_physical_devices("GPU")
+        device = f"GPU ({gpus[0].name})" if gpus else "CPU"
+    return f"{device} (Keras {keras.__version__}, {backend} {module.__version__})"
+
+
 def crop_array(jpegs, side: int) -> np.ndarray:
     """Decode JPEG crops to an (n, side, side, 3) RGB uint8 array."""
     out = [cv2.cvtColor(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)

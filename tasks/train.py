@@ -99,14 +99,6 @@ def worker_address() -> str | None:
         return None
 
 
-def training_device() -> str:
-    """The device TensorFlow will train on in this worker."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"GPU ({gpus[0].name})" if gpus else "CPU"
-
-
 def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
     """Descriptors of one video's main-face crops (video_id, frame_index, blended, table_names()), plus their
     self-blended copies when the video is REAL."""
@@ -199,7 +191,7 @@ def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
     crops = main_crops(store, list(table.video_id), keys)
     labels = dict(zip(table.video_id, y))
     groups = dict(zip(table.video_id, table.leakage_group))
-    return models.fit_cnn(crops, labels, groups, size=cnn_size, epochs=cnn_epochs, seed=seed), training_device()
+    return models.fit_cnn(crops, labels, groups, size=cnn_size, epochs=cnn_epochs, seed=seed), models.keras_device()
 
 
 def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarray:

@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from features.crops import encode_jpeg
-from features.models import build_cnn, cnn_video_scores, fit_cnn, fit_gbm, load_cnn, load_gbm, save_cnn, save_gbm
+from features.models import (build_cnn, cnn_video_scores, fit_cnn, fit_gbm, keras_device, load_cnn, load_gbm, save_cnn,
+                             save_gbm)
 from features.video_features import FEATURE_NAMES
 
 
@@ -71,3 +73,23 @@ def test_cnn_trains_and_round_trips_in_safe_mode(tmp_path):
 
 def test_large_cnn_takes_larger_crops():
     assert build_cnn("large").input_shape == (None, 128, 128, 3)
+
+
+def test_keras_device_names_the_device_keras_and_its_backend():
+    import keras
+
+    device = keras_device()
+    assert re.fullmatch(r"(CPU|GPU \(.+\)) \(Keras \S+, tensorflow \S+\)", device)
+    assert f"Keras {keras.__version__}," in device
+
+
+def test_keras_device_reads_the_jax_backend_when_keras_runs_on_it(monkeypatch):
+    import sys
+    import types
+
+    import keras
+
+    gpu = types.SimpleNamespace(platform="gpu", device_kind="NVIDIA H200")
+    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(__version__="0.11.2", devices=lambda: [gpu]))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert keras_device() == f"GPU (NVIDIA H200) (Keras {keras.__version__}, jax 0.11.2)"

@@ -11,6 +11,7 @@ import pytest
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.crop_descriptors import DESCRIPTORS_VERSION, PATCH_BINS
 from features.demo import make_demo_dataset
+from features.models import keras_device
 from features.video_features import VIDEO_INPUTS
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
@@ -174,6 +175,7 @@ def test_cnn_fits_land_on_the_gpu_worker(demo_cache, tmp_path):
     assert metrics["fit_workers"] == [gpu_address]
     card = json.loads((tmp_path / "cnn" / "model_card.json").read_text())
     assert card["model_file"] == "model.keras" and (tmp_path / "cnn" / "model.keras").exists()
+    assert card["devices"] == [keras_device()]  # the workers' device and Keras backend: "CPU (Keras 3..., tensorflow ...)"
 
 
 def test_user_given_split_validates_on_the_other_split(demo_cache, tmp_path):
