@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
-from features.models import keras_device  # noqa: E402
+from features.models import CNN_AUGMENTATION, keras_device  # noqa: E402
 
 CLIP_COLUMNS = ["video_id", "label", "leakage_group", "status", "is_ffpp", "family", "dataset", "compression",
                 "method", "resolution"]
@@ -64,7 +64,8 @@ def export(directory: str, cache: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- run (GPU machine)
-def epoch_time(crops: pd.DataFrame, size: str, repeats: int = 2) -> dict:
+def epoch_time(crops: pd.DataFrame, size: str, batch_size: int = 32, augmentation=CNN_AUGMENTATION,
+               repeats: int = 2) -> dict:
     """Seconds per training epoch of the CNN on the given crops (the first epoch, which builds, not counted)."""
     import keras
 
@@ -73,15 +74,15 @@ def epoch_time(crops: pd.DataFrame, size: str, repeats: int = 2) -> dict:
     side = CNN_SIZES[size][0]
     x = crop_array(crops.crop_jpeg, side)
     y = (np.arange(len(x)) % 2).astype(np.float32)
-    network = build_cnn(size, seed=0)
-    network.fit(x[:256], y[:256], epochs=1, batch_size=32, verbose=0)
+    network = build_cnn(size, seed=0, augmentation=tuple(augmentation))
+    network.fit(x[:2 * batch_size], y[:2 * batch_size], epochs=1, batch_size=batch_size, verbose=0)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        network.fit(x, y, epochs=1, batch_size=32, verbose=0)
+        network.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
         _sync()
         times.append(time.perf_counter() - started)
-    return {"device": keras_device(), "keras": keras.__version__, "crops": len(x), "side": side,
+    return {"device": keras_device(), "keras": keras.__version__, "crops": len(x), "side": side, "batch": batch_size,
             "epoch_s": min(times), "crops_per_s": len(x) / min(times)}
 
 
@@ -99,9 +100,7 @@ def _sync() -> None:
 def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[dict]:
     """Seconds per epoch of the large CNN with its augmentation, without any, and with each augmentation layer
     alone (the first batch size only): which part of a training step the backend makes slow."""
-    from keras import layers
-
-    from features.models import build_cnn, crop_array
+    from features.models import CNN_AUGMENTATION, build_cnn, crop_array
 
     crops = pd.read_parquet(Path(directory) / "crops.parquet").head(n_crops)
     x = crop_array(crops.crop_jpeg, 128)
@@ -115,28 +114,27 @@ def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[
         _sync()
         return time.perf_counter() - started
 
-    variants = [("build_cnn large (flip, contrast, translation)", lambda: build_cnn("large")),
-                ("no augmentation", lambda: build_cnn("large", augmentation=[]))]
-    rows = [{"network": name, "batch": batch, "epoch_s": timed(make(), batch)}
-            for batch in batches for name, make in variants]
-    for name, layer in (("flip only", lambda: layers.RandomFlip("horizontal", seed=0)),
-                        ("contrast only", lambda: layers.RandomContrast(0.2, seed=0)),
-                        ("translation only", lambda: layers.RandomTranslation(0.05, 0.05, seed=0))):
-        rows.append({"network": name, "batch": batches[0],
-                     "epoch_s": timed(build_cnn("large", augmentation=[layer()]), batches[0])})
+    rows = [{"network": name, "batch": batch, "epoch_s": timed(build_cnn("large", augmentation=names), batch)}
+            for batch in batches
+            for name, names in (("build_cnn large (flip, contrast, translation)", CNN_AUGMENTATION),
+                                ("no augmentation", ()))]
+    rows += [{"network": f"{name} only", "batch": batches[0],
+              "epoch_s": timed(build_cnn("large", augmentation=(name,)), batches[0])} for name in CNN_AUGMENTATION]
     for row in rows:
         row["crops_per_s"] = len(x) / row["epoch_s"]
     return rows
 
 
-def fit_exported(train: pd.DataFrame, seed: int, crops: pd.DataFrame, size: str, epochs: int,
+def fit_exported(train: pd.DataFrame, seed: int, crops: pd.DataFrame, args: argparse.Namespace,
                  margin: float | None):
-    """features.models.fit_cnn on the training clips' exported crops (self-blended fakes with a margin)."""
+    """features.models.fit_cnn on the training clips' exported crops (self-blended fakes with a margin), with the
+    size, epochs, batch size and augmentation asked for."""
     from features import models
 
     labels = dict(zip(train.video_id, (train.label == "FAKE").astype(int)))
     return models.fit_cnn(crops[crops.video_id.isin(labels)], labels, dict(zip(train.video_id, train.leakage_group)),
-                          size=size, epochs=epochs, seed=seed, self_blend_margin=margin)
+                          size=args.size, epochs=args.epochs, seed=seed, self_blend_margin=margin,
+                          batch_size=args.batch_size, augmentation=tuple(args.augmentation))
 
 
 def predictor(model, crops: pd.DataFrame):
@@ -161,19 +159,19 @@ def run(args: argparse.Namespace) -> dict:
     device = keras_device()
     print(f"{len(frame)} clips, {len(crops)} crops; Keras on {device}", flush=True)
 
-    timing = [epoch_time(crops, args.size)]
+    timing = [epoch_time(crops, args.size, args.batch_size, args.augmentation)]
     if not args.no_cpu_timing:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
         parquet = str(directory / "crops.parquet")
         probe = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); import pandas as pd; "
                  f"from bench.cnn_gpu import epoch_time; crops = pd.read_parquet({parquet!r}); "
-                 f"print(json.dumps(epoch_time(crops, {args.size!r}, repeats=1)))")
+                 f"print(json.dumps(epoch_time(crops, {args.size!r}, {args.batch_size}, {args.augmentation!r}, 1)))")
         done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
         if done.returncode == 0:
             timing.append(json.loads(done.stdout.strip().splitlines()[-1]))
         else:
             print(f"CPU timing failed: {done.stderr[-2000:]}", flush=True)
-    print(table(timing, ["device", "keras", "crops", "side", "epoch_s", "crops_per_s"]), flush=True)
+    print(table(timing, ["device", "keras", "crops", "side", "batch", "epoch_s", "crops_per_s"]), flush=True)
 
     runs = []
     for name in args.models:
@@ -182,7 +180,7 @@ def run(args: argparse.Namespace) -> dict:
             started = time.perf_counter()
 
             def fit(train, seed_, margin=margin):
-                return predictor(fit_exported(train, seed_, crops, args.size, args.epochs, margin), crops)
+                return predictor(fit_exported(train, seed_, crops, args, margin), crops)
 
             result = run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0, "",
                                fit=fit, evaluations=args.evaluations)
@@ -196,14 +194,14 @@ def run(args: argparse.Namespace) -> dict:
 
     usable = frame[frame.status == "ok"]
     final_name = args.models[-1]
-    final = fit_exported(usable, args.seeds[0], crops, args.size, args.epochs,
-                         meta["crop_margin"] if final_name == "cnn_sbi" else None)
+    final = fit_exported(usable, args.seeds[0], crops, args, meta["crop_margin"] if final_name == "cnn_sbi" else None)
     models.save_cnn(final, directory / "model.keras")
     side = final.network.input_shape[1]
     logits = {vid: models.video_logit(final.network, crops[crops.video_id == vid], side) for vid in usable.video_id}
     (directory / "logits.json").write_text(json.dumps({"model": final_name, "device": device, "logits": logits}))
     path = write_json(args.out, {
-        "device": device, "size": args.size, "epochs": args.epochs, "folds": args.folds, "seeds": args.seeds,
+        "device": device, "size": args.size, "epochs": args.epochs, "batch_size": args.batch_size,
+        "augmentation": args.augmentation, "folds": args.folds, "seeds": args.seeds,
         "evaluations": list(args.evaluations), "clips": len(frame), "crops": len(crops), "timing": timing,
         "targets": verdicts, "runs": [{k: v for k, v in r.items() if k != "oof"} for r in runs],
         "oof_seed0": {r["model"]: r["oof"] for r in runs if r["seed"] == args.seeds[0]},
@@ -243,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
     p_run.add_argument("directory")
     p_run.add_argument("--size", default="large", choices=["small", "large"])
     p_run.add_argument("--epochs", type=int, default=20)
+    p_run.add_argument("--batch-size", type=int, default=32)
+    p_run.add_argument("--augmentation", nargs="*", default=list(CNN_AUGMENTATION), choices=list(CNN_AUGMENTATION),
+                       help="augmentation layers (default all three; none with a bare --augmentation)")
     p_run.add_argument("--models", nargs="+", default=["cnn_sbi"], choices=["cnn", "cnn_sbi"])
     p_run.add_argument("--seeds", type=int, nargs="+", default=[0])
     p_run.add_argument("--folds", type=int, default=5)

@@ -88,22 +88,29 @@ def gbm_importances(model: Pipeline, X: pd.DataFrame, y: np.ndarray, seed: int =
 CNN_SIZES = {"small": (64, (16, 32, 64)), "large": (128, (32, 64, 128, 256))}
 
 
-def build_cnn(size: str = "small", seed: int = 0, augmentation: list | None = None):
+CNN_AUGMENTATION = ("flip", "contrast", "translation")
+
+
+def build_cnn(size: str = "small", seed: int = 0, augmentation: tuple[str, ...] = CNN_AUGMENTATION):
     """A small CNN trained from scratch (no pretrained weights exist here); outputs a FAKE logit per crop.
 
-    `augmentation`: Keras layers applied in training in place of the default flip, contrast and translation.
+    `augmentation`, applied in training only: any of horizontal "flip", "contrast" (±20%) and "translation" (±5%).
     """
     import keras
     from keras import layers
 
+    makers = {"flip": lambda: layers.RandomFlip("horizontal", seed=seed),
+              "contrast": lambda: layers.RandomContrast(0.2, seed=seed),
+              "translation": lambda: layers.RandomTranslation(0.05, 0.05, seed=seed)}
+    unknown = sorted(set(augmentation) - set(makers))
+    if unknown:
+        raise ValueError(f"unknown CNN augmentation {unknown}: choose from {sorted(makers)}")
     side, widths = CNN_SIZES[size]
     keras.utils.set_random_seed(seed)
-    if augmentation is None:
-        augmentation = [layers.RandomFlip("horizontal", seed=seed), layers.RandomContrast(0.2, seed=seed),
-                        layers.RandomTranslation(0.05, 0.05, seed=seed)]
+    augmentation_layers = [makers[name]() for name in augmentation]
     inputs = keras.Input((side, side, 3))
     x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation:
+    for layer in augmentation_layers:
         x = layer(x)
     for width in widths:
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
@@ -169,13 +176,14 @@ class CnnModel:
 
 
 def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str], size: str = "small",
-            epochs: int = 8, seed: int = 0, self_blend_margin: float | None = None) -> CnnModel:
+            epochs: int = 8, seed: int = 0, self_blend_margin: float | None = None, batch_size: int = 32,
+            augmentation: tuple[str, ...] = CNN_AUGMENTATION) -> CnnModel:
     """Train on stored crops of the main face; a quarter of the leakage groups is held out to calibrate.
 
     With `self_blend_margin` (the crops' margin), every REAL training crop also yields a self-blended fake.
     """
     side = CNN_SIZES[size][0]
-    network = build_cnn(size, seed)
+    network = build_cnn(size, seed, augmentation)
     vids = np.array(sorted(labels))
     group_of = np.array([groups[v] for v in vids])
     rng = np.random.default_rng(seed)
@@ -192,7 +200,7 @@ def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str],
         x = np.concatenate([x, blended])
         y = np.concatenate([y, np.ones(len(blended), np.float32)])
     order = rng.permutation(len(x))
-    network.fit(x[order], y[order], epochs=epochs, batch_size=32, verbose=0, shuffle=True)
+    network.fit(x[order], y[order], epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     model = CnnModel(network)
     if calib:
         from sklearn.linear_model import LogisticRegression

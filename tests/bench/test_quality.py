@@ -121,8 +121,10 @@ def test_the_cnn_benchmark_trains_on_its_export_alone_and_its_model_scores_the_s
 
     out = tmp_path / "cnn_gpu.json"
     cnn_gpu.main(["run", str(export), "--size", "small", "--epochs", "1", "--folds", "2", "--bootstrap", "0",
-                  "--out", str(out)])
+                  "--batch-size", "16", "--augmentation", "flip", "contrast", "--out", str(out)])
     saved = json.loads(out.read_text())
+    assert saved["batch_size"] == 16 and saved["augmentation"] == ["flip", "contrast"]
+    assert [t["batch"] for t in saved["timing"]] == [16, 16]
     here, without_gpu = saved["timing"]  # this process, and a subprocess that sees no GPU
     assert here["crops"] == without_gpu["crops"] == len(crops) and here["side"] == 64
     assert here["device"].startswith("CPU (Keras 3.") and "tensorflow" in here["device"]  # no GPU on a CI machine

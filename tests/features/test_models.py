@@ -93,3 +93,12 @@ def test_keras_device_reads_the_jax_backend_when_keras_runs_on_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(__version__="0.11.2", devices=lambda: [gpu]))
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     assert keras_device() == f"GPU (NVIDIA H200) (Keras {keras.__version__}, jax 0.11.2)"
+
+
+def test_cnn_augmentation_layers_are_chosen_by_name():
+    layers = [layer.__class__.__name__ for layer in build_cnn("small", augmentation=("flip", "translation")).layers]
+    assert "RandomFlip" in layers and "RandomTranslation" in layers and "RandomContrast" not in layers
+    assert not any(name.startswith("Random") for name in (layer.__class__.__name__
+                                                          for layer in build_cnn("small", augmentation=()).layers))
+    with pytest.raises(ValueError, match=r"unknown CNN augmentation \['rotate'\]: choose from \['contrast', 'flip'"):
+        build_cnn("small", augmentation=("flip", "rotate"))
