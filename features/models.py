@@ -127,9 +127,8 @@ def build_cnn(size: str = "small", seed: int = 0, augmentation: tuple[str, ...] 
 
 
 def keras_device() -> str:
-    """Where Keras trains in this process and with what: "GPU (name)" or "CPU", then the Keras version and backend
-    (KERAS_BACKEND: a GPU worker whose TensorFlow is CPU-only can train the CNN on torch or JAX; the saved .keras
-    loads on any backend)."""
+    """Where Keras trains in this process and with what: "GPU (name)" or "CPU", then the Keras version and the
+    backend that KERAS_BACKEND chose (TensorFlow by default; a saved .keras loads on any backend)."""
     import keras
 
     backend = keras.backend.backend()
