@@ -73,17 +73,24 @@ def epoch_time(crops: pd.DataFrame, size: str, batch_size: int = 32, augmentatio
 
     side = CNN_SIZES[size][0]
     x = crop_array(crops.crop_jpeg, side)
+    seconds = _epoch_seconds(build_cnn(size, seed=0, augmentation=tuple(augmentation)), x, batch_size, repeats)
+    return {"device": keras_device(), "keras": keras.__version__, "crops": len(x), "side": side, "batch": batch_size,
+            "epoch_s": seconds, "crops_per_s": len(x) / seconds}
+
+
+def _epoch_seconds(model, x: np.ndarray, batch: int, repeats: int = 1) -> float:
+    """The shortest of `repeats` timed training epochs over x (alternating labels), after a two-batch warm-up
+    that builds the step; the GPU's queued work is waited for before each clock read."""
     y = (np.arange(len(x)) % 2).astype(np.float32)
-    network = build_cnn(size, seed=0, augmentation=tuple(augmentation))
-    network.fit(x[:2 * batch_size], y[:2 * batch_size], epochs=1, batch_size=batch_size, verbose=0)
+    model.fit(x[:batch * 2], y[:batch * 2], epochs=1, batch_size=batch, verbose=0)
     times = []
     for _ in range(repeats):
+        _sync()
         started = time.perf_counter()
-        network.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
+        model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
         _sync()
         times.append(time.perf_counter() - started)
-    return {"device": keras_device(), "keras": keras.__version__, "crops": len(x), "side": side, "batch": batch_size,
-            "epoch_s": min(times), "crops_per_s": len(x) / min(times)}
+    return min(times)
 
 
 def _sync() -> None:
@@ -100,26 +107,18 @@ def _sync() -> None:
 def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[dict]:
     """Seconds per epoch of the large CNN with its augmentation, without any, and with each augmentation layer
     alone (the first batch size only): which part of a training step the backend makes slow."""
-    from features.models import CNN_AUGMENTATION, build_cnn, crop_array
+    from features.models import build_cnn, crop_array
 
     crops = pd.read_parquet(Path(directory) / "crops.parquet").head(n_crops)
     x = crop_array(crops.crop_jpeg, 128)
-    y = (np.arange(len(x)) % 2).astype(np.float32)
 
-    def timed(model, batch: int) -> float:
-        model.fit(x[:batch * 2], y[:batch * 2], epochs=1, batch_size=batch, verbose=0)
-        _sync()
-        started = time.perf_counter()
-        model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
-        _sync()
-        return time.perf_counter() - started
-
-    rows = [{"network": name, "batch": batch, "epoch_s": timed(build_cnn("large", augmentation=names), batch)}
-            for batch in batches
-            for name, names in (("build_cnn large (flip, contrast, translation)", CNN_AUGMENTATION),
-                                ("no augmentation", ()))]
-    rows += [{"network": f"{name} only", "batch": batches[0],
-              "epoch_s": timed(build_cnn("large", augmentation=(name,)), batches[0])} for name in CNN_AUGMENTATION]
+    variants = [(batch, name, names) for batch in batches
+                for name, names in (("build_cnn large (flip, contrast, translation)", CNN_AUGMENTATION),
+                                    ("no augmentation", ()))]
+    variants += [(batches[0], f"{name} only", (name,)) for name in CNN_AUGMENTATION]
+    rows = [{"network": name, "batch": batch, "epoch_s": _epoch_seconds(build_cnn("large", augmentation=names), x,
+                                                                         batch)}
+            for batch, name, names in variants]
     for row in rows:
         row["crops_per_s"] = len(x) / row["epoch_s"]
     return rows
