@@ -102,6 +102,18 @@ def test_a_ramp_is_flat_to_second_differences_but_not_to_first():
     assert residual_cooccurrence(ramp, mask, 4.0, 1)[flat_bin] == 1.0  # a step of 4 rounds 1/4 to 0
 
 
+def test_cooccurrence_histograms_hold_the_square_roots_of_the_class_shares():
+    across = np.tile(np.arange(40, dtype=np.float32), (40, 1))  # +1 per pixel left to right, flat top to bottom
+    mask = np.ones((40, 40), bool)
+    hist = residual_cooccurrence(across, mask, 1.0, 1)
+    # As many horizontal triples (1, 1, 1) as vertical ones (0, 0, 0): two classes with share 1/2 each.
+    assert np.count_nonzero(hist) == 2 and np.allclose(hist[hist > 0], np.sqrt(0.5))
+    rng = np.random.default_rng(3)
+    noisy = rng.normal(128, 3, (64, 64)).astype(np.float32)
+    hist = residual_cooccurrence(noisy, np.ones((64, 64), bool), 1.0)
+    assert np.isclose((hist ** 2).sum(), 1.0) and hist.sum() > 2.0  # unit L2 norm, spread over many classes
+
+
 def test_patches_are_the_central_three_by_three_of_a_seven_by_seven_grid():
     assert patch_boxes(224) == [(64 + 32 * r, 96 + 32 * r, 64 + 32 * c, 96 + 32 * c) for r in range(3) for c in range(3)]
     assert patch_boxes(96)[0] == (27, 41, 27, 41) and patch_boxes(96)[-1] == (55, 69, 55, 69)  # 96 / 7 rounded
