@@ -139,8 +139,7 @@ def _hellinger_classes(counts: np.ndarray) -> np.ndarray:
 def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2) -> list[np.ndarray]:
     """For each mask, the class histogram (COOC_BINS, Hellinger-mapped: _hellinger_classes) of horizontal and
     vertical triples of quantised `order`-th differences whose pixels all lie inside it; all zeros for a mask that
-    holds no triple.
-    The differences are quantised once for all masks."""
+    holds no triple. The differences are quantised once for all masks."""
     counts = np.zeros((len(masks), (2 * _TRUNCATE + 1) ** 3))
     for image, transposed in ((grey, False), (grey.T, True)):
         triples = _triples(image, step, order)
