@@ -11,7 +11,8 @@ crop's side:
 - residual co-occurrences: histograms (square-rooted) of triples of quantised first- and second-order pixel
   differences (the SPAM features of steganalysis) in three zones of the crop: the face centre, the band where
   face swaps blend, and the ring outside the face box. Blending and re-synthesis change these statistics inside
-  the face but not outside;
+  the face but not outside. In the face centre also those of the KB residual (each pixel against its prediction
+  from its 8 neighbours), which sees texture that pixel differences along one direction miss;
 - patch co-occurrences: the same histograms in each of the central 3 x 3 patches of a 7 x 7 grid over the crop
   (eyes, nose, mouth), for a scorer that looks for the most manipulated-looking patch rather than the average
   (features.crop_models.PatchScorer); a self-blended row also records how much of each patch the blend covers.
@@ -30,13 +31,17 @@ from features.video_features import crop_regions, inner_face_grey, radial_spectr
 # Bump when a descriptor's values change (names, zones, quantisation, the self-blend) or how the cache stores
 # them: cached descriptors are recomputed from the stored crops. "3": the values packed into one list column;
 # "4": computed from the lossless native-scale crops instead of the JPEG ones; "5": co-occurrence histograms
-# under the Hellinger map (square roots of the class shares).
-DESCRIPTORS_VERSION = "5"
+# under the Hellinger map (square roots of the class shares); "6": the KB residual's co-occurrences in the face
+# centre.
+DESCRIPTORS_VERSION = "6"
 FACE_SIDE = 128
 _LBP = ((8, 1), (16, 2))
 # Zones by distance from the crop centre (Chebyshev), in units of half the face box side.
 ZONES = {"centre": (0.0, 0.5), "band": (0.5, 0.9), "ring": (1.0, None)}
 RESIDUAL_ORDERS = (2, 1)  # orders of the pixel differences whose co-occurrences are counted
+# The Ker-Boehme residual: a pixel minus its prediction from its 8 neighbours (the "KB" kernel of steganalysis),
+# counted in the face centre only.
+KB_KERNEL = np.array([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]], np.float32) / 4
 RESIDUAL_STEPS = (1.0, 2.0)  # quantisation steps of the residual, in grey levels
 _TRUNCATE = 2  # residuals are clipped to [-2, 2] steps: 5 values, 125 triples
 PATCH_GRID = 7  # the crop is cut into 7 x 7 patches (32 px in a 224 px crop, 9 in the smallest) ...
@@ -68,7 +73,8 @@ def texture_names() -> list[str]:
 
 def cooccurrence_names() -> list[str]:
     return [f"cooc_d{order}_{zone}_q{step:g}_{i}" for order in RESIDUAL_ORDERS for zone in ZONES
-            for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
+            for step in RESIDUAL_STEPS for i in range(COOC_BINS)] + \
+        [f"cooc_kb_centre_q{step:g}_{i}" for step in RESIDUAL_STEPS for i in range(COOC_BINS)]
 
 
 def descriptor_names() -> list[str]:
@@ -115,11 +121,25 @@ def zone_masks(side: int, margin: float) -> tuple[np.ndarray, ...]:
     return masks
 
 
-def _triples(image: np.ndarray, step: float, order: int) -> np.ndarray:
-    """Code (0..124) of each horizontal triple of quantised `order`-th differences; the triple at [r, c] spans
-    pixels c .. c + order + 2 of row r."""
+def _residual(image: np.ndarray, order: int | str) -> np.ndarray:
+    """The `order`-th pixel differences along each row, or for order "kb" the KB_KERNEL residual (same size as the
+    image, border pixels replicated)."""
+    if order == "kb":
+        return cv2.filter2D(np.ascontiguousarray(image), -1, KB_KERNEL, borderType=cv2.BORDER_REPLICATE)
+    return np.diff(image, n=order, axis=1)
+
+
+def _span(order: int | str) -> int:
+    """Pixels of a row that a triple of `order` residuals covers: order + 3 for differences; 3 for "kb", whose
+    residuals sit on the pixels they predict."""
+    return 3 if order == "kb" else order + 3
+
+
+def _triples(image: np.ndarray, step: float, order: int | str) -> np.ndarray:
+    """Code (0..124) of each horizontal triple of quantised `order` residuals (_residual); the triple at [r, c]
+    spans pixels c .. c + _span(order) - 1 of row r."""
     n = 2 * _TRUNCATE + 1
-    q = np.clip(np.rint(np.diff(image, n=order, axis=1) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
+    q = np.clip(np.rint(_residual(image, order) / step), -_TRUNCATE, _TRUNCATE).astype(np.int64) + _TRUNCATE
     return q[:, :-2] * n * n + q[:, 1:-1] * n + q[:, 2:]
 
 
@@ -136,10 +156,10 @@ def _hellinger_classes(counts: np.ndarray) -> np.ndarray:
     return np.sqrt(np.divide(hists, totals, out=np.zeros_like(hists), where=totals > 0))
 
 
-def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2) -> list[np.ndarray]:
+def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int | str = 2) -> list[np.ndarray]:
     """For each mask, the class histogram (COOC_BINS, Hellinger-mapped: _hellinger_classes) of horizontal and
-    vertical triples of quantised `order`-th differences whose pixels all lie inside it; all zeros for a mask that
-    holds no triple. The differences are quantised once for all masks."""
+    vertical triples of quantised `order` residuals (`order`-th differences, or "kb") whose pixels all lie inside
+    it; all zeros for a mask that holds no triple. The residuals are quantised once for all masks."""
     counts = np.zeros((len(masks), (2 * _TRUNCATE + 1) ** 3))
     for image, transposed in ((grey, False), (grey.T, True)):
         triples = _triples(image, step, order)
@@ -147,7 +167,7 @@ def residual_cooccurrences(grey: np.ndarray, masks, step: float, order: int = 2)
         for k, mask in enumerate(masks):
             inside = mask.T if transposed else mask
             valid = np.ones(triples.shape, bool)
-            for offset in range(order + 3):  # a triple spans order + 3 pixels
+            for offset in range(_span(order)):
                 valid &= inside[:, offset:offset + width]
             counts[k] += np.bincount(triples[valid], minlength=len(_BIN_OF_TRIPLE))
     return list(_hellinger_classes(counts))
@@ -188,7 +208,7 @@ def patch_cover(mask: np.ndarray) -> np.ndarray:
     return np.array([mask[top:bottom, left:right].mean() for top, bottom, left, right in patch_boxes(mask.shape[0])])
 
 
-def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int = 2) -> np.ndarray:
+def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order: int | str = 2) -> np.ndarray:
     """residual_cooccurrences for one mask."""
     return residual_cooccurrences(grey, [mask], step, order)[0]
 
@@ -218,6 +238,8 @@ def crop_descriptor(crop_bgr: np.ndarray, margin: float, grey: np.ndarray | None
         for zone in range(len(zones)):  # column order: order, zone, step (cooccurrence_names)
             for hists in per_step:
                 values += hists[zone].tolist()
+    for step in RESIDUAL_STEPS:  # the KB residual, face centre only (the first zone)
+        values += residual_cooccurrences(grey, zones[:1], step, "kb")[0].tolist()
     return np.asarray(values, np.float32)
 
 

@@ -114,6 +114,20 @@ def test_cooccurrence_histograms_hold_the_square_roots_of_the_class_shares():
     assert np.isclose((hist ** 2).sum(), 1.0) and hist.sum() > 2.0  # unit L2 norm, spread over many classes
 
 
+def test_the_kb_residual_predicts_a_plane_exactly_but_not_noise():
+    plane = np.add.outer(np.arange(40.0), 2 * np.arange(40.0)).astype(np.float32)  # a + x + 2y: any ramp
+    mask = np.zeros((40, 40), bool)
+    mask[5:35, 5:35] = True  # away from the replicated border
+    flat_bin = int(np.argmax(residual_cooccurrence(np.zeros((8, 8), np.float32), np.ones((8, 8), bool), 1.0)))
+    kb = residual_cooccurrence(plane, mask, 1.0, "kb")
+    assert kb[flat_bin] == 1.0 and np.count_nonzero(kb) == 1
+    assert residual_cooccurrence(plane, mask, 1.0, 1)[flat_bin] == 0.0  # first differences see the slope
+    noisy = plane + np.random.default_rng(4).normal(0, 2, plane.shape).astype(np.float32)
+    assert residual_cooccurrence(noisy, mask, 1.0, "kb")[flat_bin] < 0.5
+    names = descriptor_names()
+    assert names[-2 * COOC_BINS:] == [f"cooc_kb_centre_q{s}_{i}" for s in (1, 2) for i in range(COOC_BINS)]
+
+
 def test_patches_are_the_central_three_by_three_of_a_seven_by_seven_grid():
     assert patch_boxes(224) == [(64 + 32 * r, 96 + 32 * r, 64 + 32 * c, 96 + 32 * c) for r in range(3) for c in range(3)]
     assert patch_boxes(96)[0] == (27, 41, 27, 41) and patch_boxes(96)[-1] == (55, 69, 55, 69)  # 96 / 7 rounded

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.crop_descriptors import PATCH_BINS, descriptor_names, patch_blend_names, patch_names, table_names
+from features.crop_descriptors import COOC_BINS, PATCH_BINS, descriptor_names, patch_blend_names, patch_names, table_names
 from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear,
                                   fit_patch_scorer, input_shares, load_crop_gbm, load_crop_linear, save_crop_gbm,
                                   save_crop_linear, video_inputs, video_mean_scores)
@@ -142,11 +142,15 @@ def test_weight_shares_name_the_block_the_model_looks_at():
     assert [descriptor_block(c) for c in ("lbp16_2_3", "spectrum_4", "seam_noise", "face_l_std")] == \
         ["LBP", "spectrum", "seam/colour", "seam/colour"]
     train, labels, groups = descriptor_rows(60, signal=3.0, column="cooc_d1_centre_q1_4", frames=16)
-    shares = weight_shares(fit_crop_linear(train, labels, groups, seed=0))
+    model = fit_crop_linear(train, labels, groups, seed=0)
+    shares = weight_shares(model)
     assert np.isclose(sum(shares.values()), 1.0, atol=1e-3)
-    per_column = {block: share / sum(descriptor_block(c) == block for c in descriptor_names())
-                  for block, share in shares.items()}
-    assert max(per_column, key=per_column.get) == "residual d1 centre"
+    weights = np.abs(model.weights)
+    assert model.columns[int(np.argmax(weights))] == "cooc_d1_centre_q1_4"  # the model looks at the signal
+    in_block = np.array([descriptor_block(c) == "residual d1 centre" for c in model.columns])
+    assert in_block.sum() == 2 * COOC_BINS
+    assert np.isclose(shares["residual d1 centre"], weights[in_block].sum() / weights.sum(), atol=1e-4)
+    assert shares["residual d1 centre"] == max(shares.values())
 
 
 def test_crop_linear_takes_crops_whose_seam_contrasts_are_missing():
