@@ -188,7 +188,7 @@ def patch_cooccurrences(grey: np.ndarray) -> np.ndarray:
     out = np.zeros((len(boxes), PATCH_BINS))
     column = 0
     for order in RESIDUAL_ORDERS:
-        span = order + 2  # a triple starting at column c ends at column c + span
+        span = _span(order) - 1  # a triple starting at column c ends at column c + span
         for step in RESIDUAL_STEPS:
             counts = np.zeros((len(boxes), len(_BIN_OF_TRIPLE)))
             for image, transposed in ((grey, False), (grey.T, True)):
