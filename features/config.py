@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
 RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
-                            "prefetch_frames", "decode_threads"})
+                            "prefetch_frames", "decode_threads", "keep_labels"})
 
 
 class ExtractConfig(BaseModel):
@@ -25,6 +25,8 @@ class ExtractConfig(BaseModel):
     dask_address: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler.")
     force: bool = Field(False, description="Redo every video even when its cache entry is current.")
     retry_failed: bool = Field(False, description="Redo videos whose cached status is 'failed'.")
+    keep_labels: bool = Field(False, description="Keep the labels, splits and leakage groups already cached for these "
+                                                 "videos whatever the listing says (what dfp score does).")
 
     detector: Literal["mtcnn", "haar"] = Field("mtcnn", description="Face detector run on keyframes.")
     device: str = Field("auto", description="TensorFlow device for MTCNN and the tf SSIM backend: auto, CPU:0, GPU:0.")

@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from features.crop_descriptors import (PATCH_BINS, descriptor_names, patch_blend_names, patch_names, patch_positions,
                                        texture_names)
+from features.model_files import load_skops, read_json
 from features.video_features import VIDEO_INPUTS
 
 KEYS = ["video_id", "frame_index"]
@@ -323,10 +324,8 @@ def save_crop_gbm(model: CropModel, path: str | Path) -> None:
 
 
 def load_crop_gbm(path: str | Path) -> CropModel:
-    from features.models import load_gbm
-
-    calibration = json.loads(Path(str(path) + ".calibration.json").read_text())
-    return CropModel(load_gbm(path), float(calibration["scale"]), float(calibration["shift"]),
+    calibration = read_json(str(path) + ".calibration.json")
+    return CropModel(load_skops(path), float(calibration["scale"]), float(calibration["shift"]),
                      calibration.get("columns", texture_names()))
 
 
@@ -343,7 +342,7 @@ def save_crop_linear(model: CropLinearModel, path: str | Path) -> None:
 
 def load_crop_linear(path: str | Path) -> CropLinearModel:
     """A saved crop_linear model (one saved before patch scorers existed loads without one)."""
-    saved = json.loads(Path(path).read_text())
+    saved = read_json(path)
     arrays = [np.asarray(saved[k], np.float64) for k in ("mean", "std", "weights")]
     if not all(len(a) == len(saved["columns"]) for a in arrays):
         raise ValueError(f"{path}: mean, std and weights must each have one value per column")

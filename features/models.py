@@ -1,8 +1,9 @@
 """Real/fake classifiers: calibrated gradient boosting on per-video features, and a small Keras CNN on face crops
 (the frame-level models on crop descriptors live in features.crop_models).
 
-Models are saved in formats that load without running arbitrary code: skops (with an allow-list of
-scikit-learn types) for the gradient-boosted pipeline, Keras `.keras` loaded with safe_mode for the CNN.
+Models are saved in formats that load without running arbitrary code (features.model_files): skops, checked
+against the exact types a saved pipeline holds, for the gradient-boosted pipeline; Keras `.keras`, its config
+checked against the CNN's own layers and loaded with safe_mode, for the CNN.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
+from features.model_files import check_keras_file, load_skops, read_json
 from features.video_features import FEATURE_NAMES, decode_crops
-
-# Types a saved gradient-boosting model may contain; anything else in a file is refused, never loaded.
-SKOPS_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.", "scipy.")
-
 
 def make_gbm(seed: int = 0, calibration_cv=3, columns: list[str] | None = None) -> Pipeline:
     """One Pipeline from raw feature rows to calibrated P(FAKE): column selection, boosting, Platt scaling."""
@@ -65,14 +63,8 @@ def save_gbm(model: Pipeline, path: str | Path) -> None:
 
 
 def load_gbm(path: str | Path) -> Pipeline:
-    """Load a skops file, refusing any type outside scikit-learn, NumPy and SciPy."""
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(file=str(path))
-    refused = [t for t in untrusted if not t.startswith(SKOPS_ALLOWED_PREFIXES)]
-    if refused:
-        raise ValueError(f"refusing to load {path}: it contains types outside the allow-list: {refused}")
-    return sio.load(str(path), trusted=untrusted)
+    """Load a skops file holding only the exact types a saved gbm holds (features.model_files.SKOPS_ALLOWED)."""
+    return load_skops(path)
 
 
 def gbm_importances(model: Pipeline, X: pd.DataFrame, y: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -241,9 +233,12 @@ def save_cnn(model: CnnModel, path: str | Path) -> None:
 
 
 def load_cnn(path: str | Path) -> CnnModel:
+    """The network (its config checked against build_cnn's layers first, then loaded in safe mode) and its
+    calibration."""
     import keras
 
+    check_keras_file(path)
+    calibration = read_json(str(path) + ".calibration.json")
     network = keras.models.load_model(str(path), safe_mode=True, compile=False)
-    calibration = json.loads(Path(str(path) + ".calibration.json").read_text())
     return CnnModel(network, float(calibration["scale"]), float(calibration["shift"]))
 

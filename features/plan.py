@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -11,6 +11,8 @@ from features.datasets import VideoEntry
 # Columns that come from the dataset listing, not from extraction: a change there needs no decoding.
 METADATA_COLUMNS = ("dataset", "dataset_format", "path", "relpath", "label", "split", "original",
                     "method", "compression", "leakage_group")
+# What a user's labelling says about a video: kept as cached when a run only scores (keep_labels).
+LABEL_COLUMNS = ("label", "split", "original", "method", "compression", "leakage_group")
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,18 @@ def plan_extraction(
     cached: pd.DataFrame,
     force: bool = False,
     retry_failed: bool = False,
+    keep_labels: bool = False,
 ) -> ExtractionPlan:
-    """Compare each entry's cache key with the cached videos rows."""
+    """Compare each entry's cache key with the cached videos rows. With `keep_labels` (scoring), a cached video
+    keeps its cached labels, split, original and leakage group, whatever the listing says."""
     plan = ExtractionPlan()
     rows = {r["video_id"]: r for r in cached.to_dict("records")} if len(cached) else {}
     for entry in entries:
         state = states[entry.video_id]
         key = state.cache_key
         row = rows.get(entry.video_id)
+        if keep_labels and row is not None:
+            entry = replace(entry, **{c: None if _same(row.get(c), None) else row.get(c) for c in LABEL_COLUMNS})
         if force:
             reason = "forced"
         elif row is None:

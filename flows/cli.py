@@ -113,7 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from features.config import EvaluateConfig
+    from flows.train import check_run
 
+    check_run(args.run)  # a missing or unsafe run is refused before any server or cluster starts
     metrics = _run_flow("evaluate_flow", EvaluateConfig(run=args.run, cache=args.cache, workers=args.workers,
                                                         dask_address=args.dask_address))
     _print_metrics(metrics)
@@ -122,7 +124,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from features.config import ScoreConfig
+    from flows.train import check_run
 
+    check_run(args.model)  # a missing or unsafe run is refused before any server or cluster starts
     summary = _run_flow("score_flow", ScoreConfig(videos=args.videos, model=args.model, out=args.out,
                                                   cache=args.cache, workers=args.workers,
                                                   dask_address=args.dask_address))

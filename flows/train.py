@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
 import math
+import os
+import re
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -19,6 +24,7 @@ from features.cache import CacheStore
 from features.crop_descriptors import DESCRIPTORS_VERSION
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig, settings_differences
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
+from features.model_files import UnsafeModelFile, check_digest, check_model_file
 from features.rundir import fetched, join, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
@@ -29,6 +35,7 @@ MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_line
                "cnn": "model.keras"}
 MODEL_LOADERS = {"gbm": models.load_gbm, "crop_gbm": crop_models.load_crop_gbm,
                  "crop_linear": crop_models.load_crop_linear, "cnn": models.load_cnn}
+TRAINING_VIDEOS = "training_videos.csv"
 FEATURE_BATCH = 32
 DESCRIPTOR_BATCH = 8
 
@@ -162,11 +169,14 @@ def _train(config: TrainConfig, run: Path) -> dict:
     plots = _published(plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold"), run, config.out)
     oof[["video_id", "label", "fold", "leakage_group", "dataset", "method", "status", "p_fake", "p_prior",
          "flagged"]].to_csv(run / "oof_predictions.csv", index=False)
+    # The content fingerprints the final model saw: dfp evaluate measures only on videos that are not among them.
+    labelled[usable][["video_id", "fingerprint"]].to_csv(run / TRAINING_VIDEOS, index=False)
 
     real = labelled[usable & (labelled.label == "REAL")][FEATURE_NAMES]
     card = {
         "model": config.model,
         "model_file": MODEL_FILES[config.model],
+        "model_sha256": final["digests"],  # checked by load_run before a model file is read
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "train_config": config.model_dump(),
         "feature_code_version": FEATURE_CODE_VERSION,
@@ -215,9 +225,19 @@ def _f(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.3f}"
 
 
-def load_run(run_dir: str):
-    """The model card and the model of a run directory, loaded without running code from the files."""
-    card = json.loads(read_text(join(run_dir, "model_card.json")))
+def _checked_card(run_dir: str) -> dict:
+    """A run's model card, refused when its model cannot apply to what this version extracts."""
+    try:
+        card = json.loads(read_text(join(run_dir, "model_card.json")))
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} is not a training run: it has no model_card.json (`dfp train CACHE --out RUN` "
+                         "writes one)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnsafeModelFile(f"{join(run_dir, 'model_card.json')} is not a model card written by dfp train: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    if card.get("model") not in MODEL_LOADERS:
+        raise UnsafeModelFile(f"{run_dir}: its model_card.json names model {card.get('model')!r}, which this version "
+                              f"of deepfake-pipeline does not load (known: {', '.join(MODEL_LOADERS)})")
     extracted_by = card.get("feature_code_version", "unknown")
     if extracted_by != FEATURE_CODE_VERSION:
         raise ValueError(f"{run_dir}: this {card['model']} model was trained on videos extracted by extraction code "
@@ -229,9 +249,44 @@ def load_run(run_dir: str):
         raise ValueError(f"{run_dir}: this {card['model']} model was trained on crop descriptors version {trained_on}, "
                          f"and this version of deepfake-pipeline computes version {DESCRIPTORS_VERSION} (from the "
                          "lossless native-scale crops): its weights do not apply. Retrain it with `dfp train`.")
+    return card
+
+
+def _check_model_files(card: dict, local: Path, run_dir: str) -> None:
+    """Every model file of the run is present, has the digest its card recorded and holds only what dfp saves."""
+    name = card["model_file"]
+    digests = card.get("model_sha256") or {}
+    for file in sorted({name, *digests}):
+        if not (local / file).is_file():
+            raise ValueError(f"{run_dir}: the model file {file} named by its model_card.json is missing")
+        check_digest(local / file, digests.get(file))
+    for path in (local / name, local / f"{name}.calibration.json"):
+        if path.is_file():
+            check_model_file(path)
+
+
+def check_run(run_dir: str) -> dict:
+    """The card of a run whose model files load without running code; raises, naming the file, otherwise. Cheap:
+    the CLI calls it before any server, cluster or TensorFlow starts."""
+    card = _checked_card(run_dir)
+    with fetched(run_dir, [card["model_file"], f"{card['model_file']}.calibration.json"]) as local:
+        _check_model_files(card, local, run_dir)
+    return card
+
+
+def load_run(run_dir: str):
+    """The model card and the model of a run directory, loaded without running code from the files."""
+    card = _checked_card(run_dir)
     name = card["model_file"]
     with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
-        model = MODEL_LOADERS[card["model"]](local / name)
+        _check_model_files(card, local, run_dir)
+        try:
+            model = MODEL_LOADERS[card["model"]](local / name)
+        except UnsafeModelFile:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged file is named, not shown as a loader's traceback
+            raise UnsafeModelFile(f"cannot load the {card['model']} model {join(run_dir, name)}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
     return card, model
 
 
@@ -288,19 +343,48 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
                                                          for k, v in differences.items()))
     scored = score_table(card, model, labelled, config.cache)
     scored["p_prior"] = card["training_data"]["fake_rate"]
-    name = Path(config.cache.rstrip("/")).name or "cache"
+    scored["seen_in_training"] = scored.fingerprint.isin(training_fingerprints(config.run)) & scored.fingerprint.notna()
+    seen = scored[scored.seen_in_training]
+    if len(seen) == len(scored):
+        raise ValueError(f"every labelled video of {config.cache} ({len(scored)}, same file content) was in the training "
+                         f"data of {config.run}: there is nothing unseen to evaluate on")
+    if len(seen):  # metrics on training videos would say nothing about unseen ones
+        get_run_logger().warning("%d of %d videos of %s (first: %s) were in the model's training data (same file "
+                                 "content): the metrics are measured on the %d others", len(seen), len(scored),
+                                 config.cache, seen.video_id.iloc[0], len(scored) - len(seen))
+    name = evaluation_name(config.cache)
     with staged_dir(join(config.run, "evaluations", name)) as out:
         return _write_evaluation(card, scored, out, name, config, differences)
 
 
+def training_fingerprints(run_dir: str) -> set[str]:
+    """The content fingerprints of a run's training videos (empty for a run written before they were recorded)."""
+    try:
+        text = read_text(join(run_dir, TRAINING_VIDEOS))
+    except FileNotFoundError:
+        return set()
+    return set(pd.read_csv(io.StringIO(text)).fingerprint.dropna())
+
+
+def evaluation_name(cache: str) -> str:
+    """The folder of a cache's evaluation under RUN/evaluations: its last path component, readable, plus a hash of
+    its full location (a local path made absolute, or the URL), so that a/cache and b/cache never share one."""
+    fs, root = fsspec.core.url_to_fs(cache)
+    identity = os.path.realpath(root) if isinstance(fs, LocalFileSystem) else f"{fs.protocol}://{root}"
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(root.rstrip("/")).name).strip("._") or "cache"
+    return f"{base}-{hashlib.sha256(str(identity).encode()).hexdigest()[:8]}"
+
+
 def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig,
                       differences: dict) -> dict:
-    evaluation = evaluate(scored)
-    plots = _published(plot_evaluation(scored, out, title=f"{card['model']} on {name}"), out,
+    seen, unseen = scored[scored.seen_in_training], scored[~scored.seen_in_training]
+    evaluation = evaluate(unseen)
+    plots = _published(plot_evaluation(unseen, out, title=f"{card['model']} on {name}"), out,
                        join(config.run, "evaluations", name))
-    scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "explanation"]].to_csv(
-        out / "predictions.csv", index=False)
+    scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "seen_in_training",
+            "explanation"]].to_csv(out / "predictions.csv", index=False)
     metrics = {"model": card["model"], "cache": config.cache, "extraction_settings_differ": _json_safe(differences),
+               "seen_in_training": {"videos": len(seen), "video_ids": seen.video_id.head(20).tolist()},
                **_json_safe(evaluation), "plots": plots}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     create_markdown_artifact(markdown=metrics_markdown(metrics, f"Evaluation on {name}"), key="evaluate-metrics")
@@ -315,8 +399,9 @@ def score_flow(config: ScoreConfig) -> dict:
     card, model = load_run(config.model)
     cache = config.cache or join(config.out, "cache")
     settings = next(iter(card["extract_configs"].values()))
+    # Scoring never relabels: clips that are already in the cache (a training cache, say) keep their labels.
     extract_config = ExtractConfig(**settings, datasets=config.videos, cache=cache, workers=config.workers,
-                                   dask_address=config.dask_address)
+                                   dask_address=config.dask_address, keep_labels=True)
     extract_flow(extract_config)
     store = CacheStore(cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
@@ -327,7 +412,15 @@ def score_flow(config: ScoreConfig) -> dict:
     table = video_table(store).set_index("video_id").loc[wanted].reset_index()
     scored = score_table(card, model, table, cache)
     names = scored.path.map(lambda p: Path(p).name)
-    scored["filename"] = names.where(~names.duplicated(keep=False), scored.relpath)
+    clash = names.duplicated(keep=False)
+    # Two clips with one file name (two folders given): each is named by its path under its folder instead, and
+    # if even those clash, by its video id, which is unique.
+    scored["filename"] = names.where(~clash, scored.relpath)
+    scored["filename"] = scored.filename.where(~scored.filename.duplicated(keep=False), scored.video_id)
+    if clash.any():
+        get_run_logger().warning("%d scored videos share a file name (first: %s): predictions.csv names them by "
+                                 "their path under their dataset folder, or their video id", int(clash.sum()),
+                                 names[clash].iloc[0])
     scored["label"] = scored.p_fake
     with staged_dir(config.out) as out:
         scored[["filename", "label"]].to_csv(out / "predictions.csv", index=False)

@@ -35,7 +35,8 @@ def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionP
         states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries)))
     store = CacheStore(config.cache)
     cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", *METADATA_COLUMNS])
-    return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed)
+    return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed,
+                           keep_labels=config.keep_labels)
 
 
 def file_state(entry: VideoEntry, config: ExtractConfig) -> FileState:

@@ -11,10 +11,11 @@ from prefect.cache_policies import NO_CACHE
 
 from features import crop_models, models
 from features.cache import FACES_SCHEMA, CacheStore
+from features.model_files import sha256_file
 from features.rundir import join, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
 
-VIDEO_COLUMNS = ["video_id", "cache_key", "config_hash", "label", "leakage_group", "dataset", "method",
+VIDEO_COLUMNS = ["video_id", "cache_key", "fingerprint", "config_hash", "label", "leakage_group", "dataset", "method",
                  "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
 # What bits_per_pixel reads of a videos row (the block-grid feature is left out on heavily compressed video).
 SIZE_COLUMNS = ["width", "height", "frame_count", "frames_decoded", "file_bytes"]
@@ -237,5 +238,7 @@ def fit_final(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
             scorer_shares = crop_models.input_shares(model, crop_descriptors(table, cache), table)
         else:
             models.save_cnn(model, out / model_file)
+        # The card records each model file's digest; load_run refuses a file that no longer matches it.
+        digests = {p.name: sha256_file(p) for p in sorted(out.glob(f"{model_file}*")) if p.is_file()}
     return {"device": device, "model_path": join(run_dir, model_file), "importances": importances,
-            "scorer_shares": scorer_shares, "worker": worker_address()}
+            "scorer_shares": scorer_shares, "worker": worker_address(), "digests": digests}

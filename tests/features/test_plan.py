@@ -52,3 +52,16 @@ def test_a_task_that_died_is_redone_without_asking_a_failed_video_is_not():
     plan = plan_extraction(entries, keys, cached(("lost", "kl", "failed:task"), ("bad", "kb", "failed:decode")))
     assert {j.entry.video_id: j.reason for j in plan.todo} == {"lost": "lost"}
     assert plan.skipped == ["bad"]
+
+
+def test_keep_labels_keeps_the_cached_labelling_of_a_cached_video():
+    unlabelled = [entry("c", label=None, group="video:c"), entry("new", label=None)]
+    keys = states(c="kc", new="kn")
+    relabel = plan_extraction(unlabelled, keys, cached(("c", "kc", "ok")))
+    assert [e.video_id for e in relabel.refresh] == ["c"]  # an extract run relabels from its listing
+    keep = plan_extraction(unlabelled, keys, cached(("c", "kc", "ok")), keep_labels=True)
+    assert keep.refresh == [] and keep.skipped == ["c"]
+    assert [(j.entry.video_id, j.entry.label) for j in keep.todo] == [("new", None)]
+    changed = plan_extraction(unlabelled, states(c="kc-new", new="kn"), cached(("c", "kc", "ok")), keep_labels=True)
+    redo = {j.entry.video_id: j.entry for j in changed.todo}["c"]
+    assert (redo.label, redo.leakage_group) == ("REAL", "c")  # re-extracted, still labelled as cached

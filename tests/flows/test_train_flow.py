@@ -14,7 +14,7 @@ from features.demo import make_demo_dataset
 from features.models import keras_device
 from features.video_features import VIDEO_INPUTS
 from flows.extract import extract_flow
-from flows.train import evaluate_flow, load_run, score_flow, score_table, train_flow
+from flows.train import evaluate_flow, evaluation_name, load_run, score_flow, score_table, train_flow
 from tasks.train import stale_descriptor_videos, video_table
 from features.cache import CacheStore
 
@@ -125,9 +125,30 @@ def test_evaluate_on_another_cache(gbm_run, demo_cache, tmp_path):
     assert metrics["overall"]["n"] == 6
     # Allowed, but recorded: the other cache was extracted with other settings than the training data.
     assert metrics["extraction_settings_differ"] == {"keyframe_interval": {"trained": [10], "evaluated": [5]}}
-    out = run / "evaluations" / "other-cache"
+    assert metrics["seen_in_training"] == {"videos": 0, "video_ids": []}
+    out = run / "evaluations" / evaluation_name(str(other_cache))
+    assert out.name.startswith("other-cache-")
     assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 6
     assert len(pd.read_csv(out / "predictions.csv")) == 6
+
+
+def test_evaluation_measures_only_videos_the_model_did_not_train_on(gbm_run, demo_cache, tmp_path):
+    """Fault matrix (#20): evaluating on training videos reported AUC 1.0 without a word."""
+    run, _ = gbm_run
+    _, cache = demo_cache
+    mixed = tmp_path / "a" / "cache"
+    shutil.copytree(cache, mixed, ignore=shutil.ignore_patterns(".lock*"))
+    other = make_demo_dataset(tmp_path / "dfdc-other", n_clips=6, frames=30, seed=99)
+    extract_flow(ExtractConfig(datasets=[str(other)], cache=str(mixed), workers=2))
+    metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(mixed), workers=2))
+    assert metrics["overall"]["n"] == 6 and metrics["seen_in_training"]["videos"] == 20
+    predictions = pd.read_csv(run / "evaluations" / evaluation_name(str(mixed)) / "predictions.csv")
+    assert len(predictions) == 26 and predictions.seen_in_training.sum() == 20
+    assert not predictions[~predictions.seen_in_training].video_id.str.startswith("dfdc-demo/").any()
+    # Two caches named alike are two evaluations, not one overwriting the other.
+    assert evaluation_name(str(mixed)) != evaluation_name(str(tmp_path / "b" / "cache"))
+    with pytest.raises(ValueError, match="every labelled video of .* was in the training data"):
+        evaluate_flow(EvaluateConfig(run=str(run), cache=str(cache), workers=2))
 
 
 def test_values_written_by_other_extraction_code_are_refused(gbm_run, demo_cache, tmp_path):
@@ -145,7 +166,7 @@ def test_values_written_by_other_extraction_code_are_refused(gbm_run, demo_cache
     assert not (tmp_path / "run").exists()  # nothing half-written
     with pytest.raises(ValueError, match=refusal):
         evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
-    assert not (run / "evaluations" / "older-cache").exists()
+    assert not (run / "evaluations" / evaluation_name(str(copy))).exists()
     # A model trained on values of another extraction code version does not load (dfp evaluate, dfp score).
     old = tmp_path / "older-run"
     shutil.copytree(run, old)
@@ -263,10 +284,15 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
     if kind == "crop_linear":  # evaluating on a cache without descriptors computes and stores them there first
         copy = tmp_path / "copy-cache"
         shutil.copytree(cache, copy, ignore=shutil.ignore_patterns("descriptors", ".lock*"))
-        metrics = evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
-        assert metrics["overall"]["n"] == 20 and stale_descriptor_videos(CacheStore(str(copy))) == []
-        assert metrics["extraction_settings_differ"] == {}
-        evaluated = pd.read_csv(run / "evaluations" / "copy-cache" / "predictions.csv").set_index("video_id").p_fake
+        with pytest.raises(ValueError, match="was in the training data"):  # the run's own training videos
+            evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
+        assert stale_descriptor_videos(CacheStore(str(copy))) == []
+        unrecorded = tmp_path / "unrecorded-run"  # a run written before training videos were recorded
+        shutil.copytree(run, unrecorded, ignore=shutil.ignore_patterns("training_videos.csv"))
+        metrics = evaluate_flow(EvaluateConfig(run=str(unrecorded), cache=str(copy), workers=2))
+        assert metrics["overall"]["n"] == 20 and metrics["extraction_settings_differ"] == {}
+        evaluated = pd.read_csv(unrecorded / "evaluations" / evaluation_name(str(copy)) / "predictions.csv")
+        evaluated = evaluated.set_index("video_id").p_fake
         assert np.allclose(evaluated.loc[scored.video_id].to_numpy(), scored.p_fake.to_numpy())
         # A model trained on another version of the descriptors (e.g. from the JPEG crops) refuses to load.
         assert card["descriptors_version"] == DESCRIPTORS_VERSION
@@ -276,3 +302,20 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         with pytest.raises(ValueError, match=r"old-run: this crop_linear model was trained on crop descriptors version "
                                              r"3 or older.*Retrain"):
             load_run(str(old))
+
+
+def test_scoring_clips_of_the_training_cache_keeps_their_labels(gbm_run, demo_cache, tmp_path):
+    """Fault matrix (#20): `dfp score CLIPS --cache TRAINING_CACHE` once erased the clips' labels and groups."""
+    run, _ = gbm_run
+    data, cache = demo_cache
+    training_cache = tmp_path / "cache"
+    shutil.copytree(cache, training_cache)
+    columns = ["video_id", "label", "split", "leakage_group"]
+    before = CacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
+    clips = sorted(str(p) for p in data.glob("*.mp4"))[:3]  # single files: listed without labels
+    summary = score_flow(ScoreConfig(videos=clips, model=str(run), out=str(tmp_path / "out"),
+                                     cache=str(training_cache), workers=2))
+    assert summary["videos"] == 3
+    after = CacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
+    assert before.label.notna().all()
+    pd.testing.assert_frame_equal(after, before)
