@@ -56,7 +56,9 @@ class ExtractConfig(BaseModel):
     decode_threads: int = Field(0, ge=0, description="FFmpeg decoding threads per video (0: FFmpeg's default, one "
                                                      "per core). Local clusters with a worker on every core use 1.")
     max_frames: int | None = Field(None, ge=1, description="Decode at most this many frames per video.")
-    max_seconds: float | None = Field(None, gt=0, description="Decode at most this many seconds per video.")
+    # allow_inf_nan=False: inf passed gt=0 and then made every video fail with OverflowError.
+    max_seconds: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                      description="Decode at most this many seconds per video (a finite number).")
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -113,6 +115,7 @@ class TrainConfig(BaseModel):
     cnn_epochs: int = Field(8, ge=1, description="CNN training epochs.")
     workers: int | None = Field(None, ge=1, description="Local Dask worker processes (default: one per core).")
     dask_address: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler.")
+    overwrite: bool = Field(False, description="Replace an existing run directory (its evaluations are deleted too).")
 
 
 class ScoreConfig(BaseModel):

@@ -60,3 +60,32 @@ def read_text(url: str) -> str:
     """A whole text file from a local path or an fsspec URL."""
     with fsspec.open(url, "r", encoding="utf-8") as fh:
         return fh.read()
+
+
+# A directory holding either file is a training run: writing into it would mix two models' results.
+RUN_MARKERS = ("model_card.json", "metrics.json")
+
+
+def run_marker(url: str) -> str | None:
+    """The first file of RUN_MARKERS that `url` holds, or None when it holds no training run."""
+    fs, root = fsspec.core.url_to_fs(url)
+    return next((name for name in RUN_MARKERS if fs.exists(f"{root.rstrip('/')}/{name}")), None)
+
+
+def clear_dir(url: str) -> None:
+    """Delete `url` and everything under it (evaluations included), if it exists."""
+    fs, root = fsspec.core.url_to_fs(url)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def prepare_run_dir(url: str, overwrite: bool) -> None:
+    """Refuse a run directory that already holds a training run unless `overwrite`, which empties it first
+    (the old model's evaluations would otherwise sit beside the new model)."""
+    marker = run_marker(url)
+    if marker is None:
+        return
+    if not overwrite:
+        raise ValueError(f"{url} already holds a training run ({marker}): pass --overwrite to replace it, "
+                         "or choose another --out")
+    clear_dir(url)

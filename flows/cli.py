@@ -68,11 +68,31 @@ def _run_extract(config: ExtractConfig) -> dict:
         return extract_flow(config)
 
 
+EXIT_FAILED = 3  # some (with --fail-on-error) or all videos of this run failed
+
+
+def extract_exit_code(summary: dict, fail_on_error: bool) -> int:
+    """0, or EXIT_FAILED with a line on stderr when every video extracted in this run failed (a run that produced
+    nothing must not look like a success to a scheduler) or, with --fail-on-error, when any did."""
+    failed, extracted = summary.get("failed", 0), summary.get("extracted", 0)
+    if not failed:
+        return 0
+    first = summary["failed_videos"][0]
+    detail = f"(first: {first['video_id']}: {first['error']})"
+    if failed == extracted:
+        print(f"dfp extract: error: all {failed} videos failed {detail}", file=sys.stderr)
+        return EXIT_FAILED
+    if fail_on_error:
+        print(f"dfp extract: error: {failed} of {extracted} videos failed {detail}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     config = _config_from_args(args, datasets=args.datasets)
     summary = _run_extract(config)
     print(summary["line"])
-    return 0
+    return extract_exit_code(summary, args.fail_on_error)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -101,10 +121,12 @@ def _run_flow(name: str, config):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from features.config import TrainConfig
+    from features.rundir import prepare_run_dir
 
     config = TrainConfig(cache=args.cache, out=args.out, model=args.model, folds=args.folds, holdout=args.holdout,
                          seed=args.seed, cnn_size=args.cnn_size, cnn_epochs=args.cnn_epochs, workers=args.workers,
-                         dask_address=args.dask_address)
+                         dask_address=args.dask_address, overwrite=args.overwrite)
+    prepare_run_dir(config.out, config.overwrite)  # before the Prefect server and cluster start
     metrics = _run_flow("train_flow", config)
     _print_metrics(metrics)
     print(f"run: {args.out}")
@@ -185,12 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Extract face tracks, crops and SSIM series of every new or changed "
                                          "video into the cache. DATASET is a DFDC folder (metadata.json), a "
                                          "FaceForensics++ root, any folder of videos (optionally with labels.csv), "
-                                         "a CSV of path,label[,original], or a video file.")
+                                         "a CSV of path,label[,original], or a video file. "
+                                         "Exit codes: 0 ok, 2 usage error, 3 videos failed.")
     extract.add_argument("datasets", nargs="+", metavar="DATASET")
     extract.add_argument("--cache", required=True, help="Cache location: local path or fsspec URL (s3://...).")
     _add_cluster_options(extract)
     extract.add_argument("--force", action="store_true", default=None, help="Redo every video.")
     extract.add_argument("--config", default=None, help="JSON file with ExtractConfig fields; flags override it.")
+    extract.add_argument("--fail-on-error", action="store_true",
+                         help="Exit 3 if any video of this run failed (without it: exit 3 only when all failed).")
     _add_config_options(extract)
     extract.set_defaults(func=cmd_extract)
 
@@ -224,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="Seed (default: 0).")
     train.add_argument("--cnn-size", choices=["small", "large"], default="small", help="CNN size (large: GPU).")
     train.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (default: 8).")
+    train.add_argument("--overwrite", action="store_true",
+                       help="Replace an existing run in RUN (its evaluations are deleted too).")
     _add_cluster_options(train)
     train.set_defaults(func=cmd_train)
 
@@ -283,6 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: Exception) -> str:
+    """A pydantic ValidationError as one line naming each field and its flag (its own text spans several lines)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "finite_number":
+            message = "must be a finite number" + (" of seconds" if "seconds" in field else "")
+        parts.append(f"--{field.replace('_', '-')} ({field}): {message}, got {error.get('input')!r}")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -293,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         from features.datasets import DatasetError
 
         if isinstance(exc, (DatasetError, ValueError, CacheBusyError)):
-            print(f"dfp {args.command}: error: {exc}", file=sys.stderr)
+            print(f"dfp {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         raise
 

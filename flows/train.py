@@ -25,7 +25,7 @@ from features.crop_descriptors import DESCRIPTORS_VERSION
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig, settings_differences
 from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
 from features.model_files import UnsafeModelFile, check_digest, check_model_file
-from features.rundir import fetched, join, read_text, staged_dir
+from features.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
 from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, other_extraction_code,
@@ -118,6 +118,7 @@ def check_extraction_code(store: CacheStore, cache: str) -> None:
 @flow(name="train", validate_parameters=True)
 def train_flow(config: TrainConfig) -> dict:
     """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
+    prepare_run_dir(config.out, config.overwrite)  # first: a refused --out must cost nothing
     check_extraction_code(CacheStore(config.cache), config.cache)
     with staged_dir(config.out) as run:
         return _train(config, run)

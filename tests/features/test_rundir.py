@@ -35,3 +35,23 @@ def test_a_remote_run_dir_is_uploaded_only_when_the_block_succeeds():
     with fetched("memory://dfp-run/ok", ["model_card.json", "missing.json"]) as local:
         assert (local / "model_card.json").read_text() == '{"model": "gbm"}'
         assert not (local / "missing.json").exists()
+
+
+def test_prepare_run_dir_refuses_or_clears_an_existing_run(tmp_path):
+    import fsspec
+
+    from features.rundir import clear_dir, prepare_run_dir, run_marker
+
+    for url in (str(tmp_path / "run"), "memory://dfp-test-run"):
+        prepare_run_dir(url, overwrite=False)  # nothing there yet: fine
+        with fsspec.open(join(url, "metrics.json"), "w") as fh:
+            fh.write("{}")
+        with fsspec.open(join(url, "evaluations", "other", "metrics.json"), "w") as fh:
+            fh.write("{}")
+        assert run_marker(url) == "metrics.json"
+        with pytest.raises(ValueError, match=r"already holds a training run \(metrics.json\): pass --overwrite"):
+            prepare_run_dir(url, overwrite=False)
+        prepare_run_dir(url, overwrite=True)
+        fs, root = fsspec.core.url_to_fs(url)
+        assert run_marker(url) is None and not fs.exists(join(root, "evaluations", "other", "metrics.json"))
+        clear_dir(url)  # clearing what is not there is a no-op
