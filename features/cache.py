@@ -15,6 +15,7 @@ current key; faces and ssim rows of an interrupted write are replaced on the rer
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -166,6 +167,11 @@ class CacheBusyError(RuntimeError):
     """Another run holds the cache's write lock."""
 
 
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether a write failed because the cache's storage is out of space or quota (retrying cannot help)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _holder(what: str) -> str:
     return (f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC")
@@ -191,11 +197,16 @@ class CacheStore:
             directory = os.path.dirname(path)
             os.makedirs(directory, exist_ok=True)
             tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):  # a full disk, say: leave no partial file behind
+                    os.remove(tmp)
+                raise
         else:
             # Object stores create an object in one PUT: it appears whole or not at all.
             self.fs.pipe_file(path, data)

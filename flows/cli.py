@@ -74,6 +74,10 @@ EXIT_FAILED = 3  # some (with --fail-on-error) or all videos of this run failed
 def extract_exit_code(summary: dict, fail_on_error: bool) -> int:
     """0, or EXIT_FAILED with a line on stderr when every video extracted in this run failed (a run that produced
     nothing must not look like a success to a scheduler) or, with --fail-on-error, when any did."""
+    if summary.get("aborted"):  # the cache's storage is full: the run stopped, whatever --fail-on-error says
+        print(f"dfp extract: error: run stopped: {summary['aborted']} (free space, then rerun: what was committed "
+              "stays cached)", file=sys.stderr)
+        return EXIT_FAILED
     failed, extracted = summary.get("failed", 0), summary.get("extracted", 0)
     if not failed:
         return 0

@@ -30,7 +30,7 @@ def _extract(config: ExtractConfig) -> dict:
     logger = get_run_logger()
     started = time.perf_counter()
     store = CacheStore(config.cache)
-    store.remove_stale_tmp()
+    store.remove_stale_tmp(older_than_s=0)  # under the run lock no other writer is mid-write
     store.write_config(config.output_settings(), config.config_hash)
     entries = discover_videos(config.datasets)
     plan = plan_videos(entries, config)
@@ -105,6 +105,10 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
                     manifest = record_lost_task(job, config, exc)
                 manifests.append(manifest)
                 bar.update(progress, advance=1, description=f"{manifest['status']:8s} {manifest['video_id']}")
+                if manifest.get("storage_full"):  # every later write would fail too: stop here
+                    for other, _ in futures.values():
+                        other.wrapped_future.cancel()
+                    break
                 if artifact_id is not None:
                     update_progress_artifact(artifact_id, progress=100.0 * len(manifests) / len(jobs))
     return manifests
@@ -134,6 +138,8 @@ def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: 
         "config_hash": config.config_hash,
         "cache": config.cache,
         "failed_videos": [{"video_id": m["video_id"], "error": m["error"]} for m in manifests if m["status"] == "failed"],
+        # Why the run stopped before every planned video was done (the cache's storage is full), else None.
+        "aborted": next((m["error"] for m in manifests if m.get("storage_full")), None),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
 

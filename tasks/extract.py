@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from features import FEATURE_CODE_VERSION
-from features.cache import CacheStore, cache_key, fingerprint_file
+from features.cache import CacheStore, cache_key, fingerprint_file, is_storage_full
 from features.config import ExtractConfig
 from features.datasets import VideoEntry, discover
 from features.decode import StepError
@@ -145,8 +145,15 @@ def extract_video_task(job: VideoJob, config: ExtractConfig) -> dict:
     started = time.perf_counter()
     result = run_extraction(job, config)
     row = video_row(job, config, result, total_s=time.perf_counter() - started)
-    # Storage errors are not the video's fault: they raise, and Prefect retries the task.
-    CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+    # Storage errors are not the video's fault: they raise, and Prefect retries the task; but a full disk stays
+    # full, so it is reported at once (no retry) and the flow stops submitting videos.
+    try:
+        CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        return {**manifest(row, seconds=time.perf_counter() - started), "status": "failed", "storage_full": True,
+                "error": f"cache write failed for {job.entry.video_id}: {config.cache} is out of space: {exc}"}
     return manifest(row, seconds=time.perf_counter() - started)
 
 

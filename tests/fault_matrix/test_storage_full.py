@@ -1,0 +1,67 @@
+"""Fault matrix, a full disk: one clear error, no retry, no temporary file left, the run stops."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from features.cache import CacheStore, is_storage_full
+from features.config import ExtractConfig
+from features.datasets import VideoEntry
+from features.plan import VideoJob
+from flows.cli import extract_exit_code
+from tasks.extract import extract_video_task
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_leaves_no_temporary_file_and_keeps_the_old_partition(tmp_path, monkeypatch):
+    store = CacheStore(str(tmp_path / "cache"))
+    store.write_table("videos", "ds/a", [{"video_id": "ds/a", "cache_key": "old"}])
+    monkeypatch.setattr(os, "fsync", _full_disk)
+    with pytest.raises(OSError) as caught:
+        store.write_table("videos", "ds/a", [{"video_id": "ds/a", "cache_key": "new"}])
+    assert is_storage_full(caught.value)
+    assert [n for n in os.listdir(store.table_dir("videos")) if n.startswith(".tmp-")] == []
+    monkeypatch.undo()
+    assert store.read_video_row("ds/a")["cache_key"] == "old"
+
+
+def test_the_extract_task_reports_a_full_disk_without_raising(tmp_path, monkeypatch):
+    """Raising would make Prefect retry the write twice more; the manifest tells the flow to stop instead."""
+    video = tmp_path / "missing.mp4"
+    entry = VideoEntry(video_id="ds/missing", dataset="ds", dataset_format="folder", path=str(video),
+                       relpath="missing.mp4")
+    job = VideoJob(entry, fingerprint=None, cache_key="k", reason="new")
+    config = ExtractConfig(datasets=[str(tmp_path)], cache=str(tmp_path / "cache"))
+    monkeypatch.setattr(CacheStore, "write_video", _full_disk)
+    manifest = extract_video_task.fn(job, config)
+    assert manifest["storage_full"] and manifest["status"] == "failed"
+    assert manifest["error"].startswith(f"cache write failed for ds/missing: {config.cache} is out of space")
+
+
+def test_other_storage_errors_still_raise_so_prefect_retries(tmp_path, monkeypatch):
+    entry = VideoEntry(video_id="ds/x", dataset="ds", dataset_format="folder", path=str(tmp_path / "x.mp4"),
+                       relpath="x.mp4")
+    config = ExtractConfig(datasets=[str(tmp_path)], cache=str(tmp_path / "cache"))
+
+    def unreachable(*args, **kwargs):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(CacheStore, "write_video", unreachable)
+    with pytest.raises(OSError, match="I/O error"):
+        extract_video_task.fn(VideoJob(entry, None, "k", "new"), config)
+
+
+def test_a_run_stopped_by_a_full_disk_exits_3_with_one_line(capsys):
+    summary = {"aborted": "cache write failed for ds/a: c is out of space: [Errno 28]", "failed": 1, "extracted": 1,
+               "failed_videos": [{"video_id": "ds/a", "error": "x"}]}
+    assert extract_exit_code(summary, fail_on_error=False) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dfp extract: error: run stopped: cache write failed for ds/a: c is out of space: [Errno 28] "
+                   "(free space, then rerun: what was committed stays cached)"]
+
