@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -34,6 +35,7 @@ class VideoEntry:
     identities: tuple[str, ...] = ()
     leakage_group: str = ""
     discovery_error: str | None = None  # set when the listing itself is unusable (outside the folder, malformed)
+    warning: str | None = None  # set when the entry is usable but the listing was careless (a video it does not list)
 
     def metadata(self) -> dict:
         """The descriptive columns written to the videos table."""
@@ -92,6 +94,11 @@ def assign_leakage_groups(entries: list[VideoEntry]) -> list[VideoEntry]:
     return out
 
 
+def listing_warnings(entries: list[VideoEntry]) -> list[str]:
+    """The warnings discovery attached to the entries, in entry order."""
+    return [e.warning for e in entries if e.warning]
+
+
 def _dataset_name(root: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", root.name) or "dataset"
 
@@ -101,6 +108,14 @@ def _is_inside(root: Path, relpath: str) -> bool:
         return False
     parts = PurePosixPath(relpath).parts
     return ".." not in parts and not relpath.startswith("~")
+
+
+def _missing_cause(root: Path, relpath: str) -> str | None:
+    """Why a video that was found or listed cannot be read, or None when it is there."""
+    path = root / relpath
+    if path.is_symlink() and not path.exists():
+        return f"{relpath} is a symbolic link to {os.readlink(path)}, which does not exist"
+    return None
 
 
 def _entry(dataset: str, fmt: str, root: Path, relpath: str, **kwargs) -> VideoEntry:
@@ -151,7 +166,10 @@ def discover_dfdc(root: Path) -> list[VideoEntry]:
         )
     listed = set(metadata)
     for extra in sorted(p.name for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.name not in listed):
-        entries.append(_entry(dataset, "dfdc", root, extra, identities=(f"dfdc:{extra}",)))
+        entries.append(_entry(
+            dataset, "dfdc", root, extra, identities=(f"dfdc:{extra}",), discovery_error=_missing_cause(root, extra),
+            warning=f"{root / extra} is in the folder but not in metadata.json: extracted unlabelled",
+        ))
     return entries
 
 
@@ -204,11 +222,16 @@ def discover_ffpp(root: Path) -> list[VideoEntry]:
 def _read_label_csv(csv_path: Path, root: Path, dataset: str) -> list[VideoEntry]:
     try:
         with csv_path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"cannot read {csv_path}: {exc}") from exc
-    if rows and "path" not in rows[0]:
-        raise DatasetError(f"{csv_path} needs a header with at least 'path' (and optionally label, original)")
+    # A misspelt header would otherwise unlabel every video silently; empty label cells stay allowed.
+    if columns is not None and not {"path", "label"} <= set(columns):
+        missing = " and ".join(c for c in ("path", "label") if c not in columns)
+        raise DatasetError(f"{csv_path} has no {missing} column: its header has columns {','.join(columns)}, "
+                           f"expected path,label[,original]")
     entries = []
     for line, row in enumerate(rows, start=2):
         rel = (row.get("path") or "").strip()
@@ -221,6 +244,8 @@ def _read_label_csv(csv_path: Path, root: Path, dataset: str) -> list[VideoEntry
             problem = f"{csv_path.name} line {line}: label {row.get('label')!r} is not REAL or FAKE"
         elif original is not None and not _is_inside(root, original):
             problem = f"{csv_path.name} line {line}: original {original!r} points outside {root}"
+        elif cause := _missing_cause(root, rel):
+            problem = f"{csv_path.name} line {line}: {cause}"
         source = original if (label == "FAKE" and original) else rel
         entries.append(
             _entry(
@@ -235,51 +260,96 @@ def _read_label_csv(csv_path: Path, root: Path, dataset: str) -> list[VideoEntry
 
 
 def discover_folder(root: Path) -> list[VideoEntry]:
-    """Any folder of videos, searched recursively; labels come from `labels.csv` when present."""
+    """Any folder of videos, searched recursively; labels come from `labels.csv` when present.
+
+    Every video file found gets an entry: one labels.csv does not list is extracted unlabelled with a
+    warning, and a dangling symbolic link becomes a failed row naming its target.
+    """
     dataset = _dataset_name(root)
     labels_csv = root / "labels.csv"
-    if labels_csv.is_file():
-        return _read_label_csv(labels_csv, root, dataset)
-    entries = []
-    for video in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS):
+    entries = _read_label_csv(labels_csv, root, dataset) if labels_csv.is_file() else []
+    listed = {str(PurePosixPath(e.relpath)) for e in entries}
+    # is_file() is False for a dangling link, so links are kept here and explained below rather than dropped.
+    found = (p for p in root.rglob("*") if (p.is_file() or p.is_symlink()) and p.suffix.lower() in VIDEO_EXTENSIONS)
+    for video in sorted(found):
         rel = video.relative_to(root).as_posix()
-        entries.append(_entry(dataset, "folder", root, rel, identities=(f"file:{dataset}/{rel}",)))
+        if rel in listed:
+            continue
+        warning = (f"{root / rel} is in the folder but not in labels.csv: extracted unlabelled"
+                   if labels_csv.is_file() else None)
+        entries.append(_entry(dataset, "folder", root, rel, identities=(f"file:{dataset}/{rel}",),
+                              discovery_error=_missing_cause(root, rel), warning=warning))
     return entries
 
 
-def discover_one(path: str | os.PathLike) -> list[VideoEntry]:
-    """The videos behind one command-line argument, without leakage groups."""
+def _discover_roots(path: str | os.PathLike) -> list[tuple[Path, list[VideoEntry]]]:
+    """The dataset roots behind one command-line argument, each with its videos."""
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise DatasetError(f"dataset {path} does not exist")
     if p.is_file():
         if p.suffix.lower() == ".csv":
-            return _read_label_csv(p, p.parent, _dataset_name(p.parent))
-        return [_entry(_dataset_name(p.parent), "folder", p.parent, p.name, identities=(f"file:{p}",))]
+            return [(p.parent, _read_label_csv(p, p.parent, _dataset_name(p.parent)))]
+        return [(p.parent, [_entry(_dataset_name(p.parent), "folder", p.parent, p.name, identities=(f"file:{p}",))])]
     if (p / "metadata.json").is_file():
-        return discover_dfdc(p)
+        return [(p, discover_dfdc(p))]
     if (p / "original_sequences").is_dir() or (p / "manipulated_sequences").is_dir():
-        return discover_ffpp(p)
+        return [(p, discover_ffpp(p))]
     parts = sorted(d for d in p.iterdir() if d.is_dir() and (d / "metadata.json").is_file())
     if parts:  # a parent of DFDC parts, like dfdc_train_part_0 ... dfdc_train_part_49
-        return [e for d in parts for e in discover_dfdc(d)]
-    return discover_folder(p)
+        return [(d, discover_dfdc(d)) for d in parts]
+    return [(p, discover_folder(p))]
+
+
+def discover_one(path: str | os.PathLike) -> list[VideoEntry]:
+    """The videos behind one command-line argument, without leakage groups."""
+    return [e for _, found in _discover_roots(path) for e in found]
+
+
+def _qualified_names(roots: list[Path]) -> dict[Path, str]:
+    """The dataset name of every root, qualified where distinct roots share a folder name.
+
+    Computed from the set of roots, not their order, so a video keeps its id whatever order the arguments
+    come in; names that do not collide are kept as they are, which keeps existing caches valid.
+    """
+    by_name: dict[str, set[Path]] = {}
+    for root in roots:
+        by_name.setdefault(_dataset_name(root), set()).add(root)
+    names = {}
+    for name, group in by_name.items():
+        if len(group) == 1:
+            names.update((root, name) for root in group)
+            continue
+        qualified = {root: f"{_dataset_name(root.parent)}-{name}" for root in group}
+        for root in group:
+            if list(qualified.values()).count(qualified[root]) > 1:  # the parents share a name too
+                names[root] = f"{qualified[root]}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+            else:
+                names[root] = qualified[root]
+    return names
+
+
+def _renamed(entry: VideoEntry, dataset: str) -> VideoEntry:
+    if dataset == entry.dataset:
+        return entry
+    old = f"file:{entry.dataset}/"
+    # Folder identities carry the dataset name: rename them too, or two same-named roots would share groups.
+    identities = tuple(f"file:{dataset}/{i[len(old):]}" if i.startswith(old) else i for i in entry.identities)
+    return replace(entry, dataset=dataset, video_id=f"{dataset}/{entry.video_id.split('/', 1)[1]}",
+                   identities=identities)
 
 
 def discover(paths: list[str]) -> list[VideoEntry]:
     """Every video behind the given arguments, with unique ids and leakage groups across all of them."""
+    found = [pair for path in paths for pair in _discover_roots(path)]
+    names = _qualified_names([root for root, _ in found])
     entries: list[VideoEntry] = []
-    seen_ids: dict[str, str] = {}
-    for path in paths:
-        found = discover_one(path)
-        for entry in found:
-            if entry.video_id in seen_ids and seen_ids[entry.video_id] != entry.path:
-                # Two roots share a folder name: qualify the later one with its parent folder.
-                parent = _dataset_name(Path(path).expanduser().resolve().parent)
-                dataset = f"{parent}-{entry.dataset}"
-                entry = replace(entry, dataset=dataset, video_id=f"{dataset}/{entry.video_id.split('/', 1)[1]}")
+    seen_ids: set[str] = set()
+    for root, root_entries in found:
+        for entry in root_entries:
+            entry = _renamed(entry, names[root])
             if entry.video_id in seen_ids:
-                continue  # the same file given twice
-            seen_ids[entry.video_id] = entry.path
+                continue  # the same file given twice (one root given twice, or a folder and a file in it)
+            seen_ids.add(entry.video_id)
             entries.append(entry)
     return assign_leakage_groups(entries)

@@ -12,6 +12,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 
 from features.cache import CacheStore
 from features.config import ExtractConfig
+from features.datasets import listing_warnings
 from features.plan import VideoJob
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.extract import discover_videos, extract_video_task, plan_videos, record_lost_task, refresh_metadata
@@ -33,12 +34,16 @@ def _extract(config: ExtractConfig) -> dict:
     store.remove_stale_tmp(older_than_s=0)  # under the run lock no other writer is mid-write
     store.write_config(config.output_settings(), config.config_hash)
     entries = discover_videos(config.datasets)
+    warnings = listing_warnings(entries)
+    for warning in warnings:
+        logger.warning(warning)
     plan = plan_videos(entries, config)
     logger.info("%d videos: %s (config %s)", len(entries), plan.counts(), config.config_hash)
     if plan.refresh:
         refresh_metadata(plan.refresh, config.cache)
     manifests = run_jobs(plan.todo, config)
-    summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config)
+    summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config,
+                        warnings=warnings)
     logger.info(summary["line"])
     store.write_run_record("extract", summary)
     create_markdown_artifact(markdown=summary_markdown(summary, manifests), key="extract-summary",
@@ -57,7 +62,8 @@ def nothing_to_do(config: ExtractConfig) -> dict | None:
     if plan.todo or plan.refresh:
         return None
     CacheStore(config.cache).write_config(config.output_settings(), config.config_hash)
-    summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config)
+    summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config,
+                        warnings=listing_warnings(entries))
     CacheStore(config.cache).write_run_record("extract", summary)
     return summary
 
@@ -114,8 +120,9 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     return manifests
 
 
-def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: float, config: ExtractConfig) -> dict:
-    """Counts by status for this run, with the time per processed video."""
+def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: float, config: ExtractConfig,
+              warnings: list[str] = ()) -> dict:
+    """Counts by status for this run, with the time per processed video and the listing's warnings."""
     counts = {s: sum(m["status"] == s for m in manifests) for s in STATUSES}
     seconds = [m["seconds"] for m in manifests if m.get("seconds") is not None]
     per_video = sum(seconds) / len(seconds) if seconds else 0.0
@@ -123,6 +130,8 @@ def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: 
     line = (f"{counts['ok']} ok, {counts['no_face']} no face, {counts['failed']} failed, "
             f"{plan_counts.get('skipped', 0)} cached; {plan_counts.get('new', 0)} added, {redone} redone; "
             f"{per_video:.2f} s per video ({len(manifests)} extracted in {elapsed:.1f} s wall)")
+    if warnings:
+        line += f"; {len(warnings)} listing warnings"
     return {
         "line": line,
         "videos": n_videos,
@@ -137,6 +146,8 @@ def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: 
         "wall_s": round(elapsed, 2),
         "config_hash": config.config_hash,
         "cache": config.cache,
+        "warnings": list(warnings),
+        "warned": len(warnings),
         "failed_videos": [{"video_id": m["video_id"], "error": m["error"]} for m in manifests if m["status"] == "failed"],
         # Why the run stopped before every planned video was done (the cache's storage is full), else None.
         "aborted": next((m["error"] for m in manifests if m.get("storage_full")), None),

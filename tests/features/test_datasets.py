@@ -51,7 +51,7 @@ def test_same_folder_name_in_two_places_is_qualified(tmp_path):
     a = _dfdc(tmp_path / "a" / "videos", {"x.mp4": {"label": "REAL", "split": "train", "original": None}})
     b = _dfdc(tmp_path / "b" / "videos", {"x.mp4": {"label": "REAL", "split": "train", "original": None}})
     ids = sorted(e.video_id for e in discover([str(a), str(b)]))
-    assert ids == ["b-videos/x", "videos/x"]
+    assert ids == ["a-videos/x", "b-videos/x"]  # both qualified, whatever the order
 
 
 def test_metadata_entries_outside_the_folder_or_malformed_are_rejected_with_a_message(tmp_path):
