@@ -142,17 +142,20 @@ def discover_dfdc(root: Path) -> list[VideoEntry]:
     dataset = _dataset_name(root)
     entries = []
     for name, info in sorted(metadata.items()):
-        problem = None
         if not _is_inside(root, name):
             problem = f"metadata.json entry {name!r} points outside {root}"
-        elif not isinstance(info, dict):
+            entries.append(_entry(dataset, "dfdc", root, name, discovery_error=problem, identities=(f"dfdc:{name}",)))
+            continue
+        problem = None
+        if not isinstance(info, dict):
             problem = f"metadata.json entry {name!r} is malformed: expected an object, found {type(info).__name__}"
         elif str(info.get("label", "")).upper() not in LABELS:
             problem = f"metadata.json entry {name!r} is malformed: label {info.get('label')!r} is not REAL or FAKE"
         elif info.get("original") is not None and not _is_inside(root, str(info["original"])):
             problem = f"metadata.json entry {name!r} is malformed: original {info['original']!r} is not a file name"
-        if problem:
-            entries.append(_entry(dataset, "dfdc", root, name, discovery_error=problem, identities=(f"dfdc:{name}",)))
+        if problem:  # the labelling is bad, not the video: it is extracted (or stays cached) unlabelled
+            entries.append(_entry(dataset, "dfdc", root, name, identities=(f"dfdc:{name}",),
+                                  warning=f"{problem}: its labels are rejected, the video is kept unlabelled"))
             continue
         label = str(info["label"]).upper()
         original = info.get("original")
@@ -237,23 +240,27 @@ def _read_label_csv(csv_path: Path, root: Path, dataset: str) -> list[VideoEntry
         rel = (row.get("path") or "").strip()
         label = (row.get("label") or "").strip().upper() or None
         original = (row.get("original") or "").strip() or None
-        problem = None
+        problem, rejected = None, None
         if not _is_inside(root, rel):
             problem = f"{csv_path.name} line {line}: path {rel!r} points outside {root}"
-        elif label is not None and label not in LABELS:
-            problem = f"{csv_path.name} line {line}: label {row.get('label')!r} is not REAL or FAKE"
-        elif original is not None and not _is_inside(root, original):
-            problem = f"{csv_path.name} line {line}: original {original!r} points outside {root}"
         elif cause := _missing_cause(root, rel):
             problem = f"{csv_path.name} line {line}: {cause}"
+        elif label is not None and label not in LABELS:
+            rejected = f"{csv_path.name} line {line}: label {row.get('label')!r} is not REAL or FAKE"
+        elif original is not None and not _is_inside(root, original):
+            rejected = f"{csv_path.name} line {line}: original {original!r} points outside {root}"
+        if problem or rejected:
+            label, original = None, None
         source = original if (label == "FAKE" and original) else rel
         entries.append(
             _entry(
                 dataset, "folder", root, rel,
-                label=None if problem else label,
+                label=label,
                 original=original,
                 identities=(f"file:{dataset}/{source}",),
                 discovery_error=problem,
+                # the labelling is bad, not the video: it is extracted (or stays cached) unlabelled
+                warning=rejected and f"{rejected}: its labels are rejected, the video is kept unlabelled",
             )
         )
     return entries

@@ -95,3 +95,37 @@ def test_summary_counts_and_lists_listing_warnings():
     assert summary["warned"] == 1 and summary["warnings"] == ["x.mp4 is in the folder but not in labels.csv"]
     assert summary["line"].endswith("; 1 listing warnings")
     assert "listing warnings" not in summarize([], 2, {"skipped": 2}, 0.1, config)["line"]
+
+
+def test_a_bad_label_or_original_for_a_cached_video_keeps_its_extracted_data(tmp_path):
+    """`MAYBE` in metadata.json, or an original outside the folder, once turned a cached video to failed and wiped its
+    faces and ssim rows: now the video keeps its cache key (it is skipped, not redone) and only loses its labels."""
+    import json
+
+    import pandas as pd
+
+    from features.config import ExtractConfig
+    from features.plan import plan_extraction
+    from tasks.extract import file_state
+
+    root = tmp_path / "dfdc"
+    root.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (root / name).write_bytes(name.encode() * 100)
+    config = ExtractConfig(datasets=[str(root)], cache=str(tmp_path / "cache"))
+
+    def listing(meta):
+        (root / "metadata.json").write_text(json.dumps(meta))
+        entries = discover([str(root)])
+        return entries, {e.video_id: file_state(e, config) for e in entries}
+
+    good, good_states = listing({"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE", "original": "a.mp4"}})
+    cached = pd.DataFrame([{**e.metadata(), "cache_key": good_states[e.video_id].cache_key, "status": "ok",
+                            "error_step": None} for e in good])
+    bad, bad_states = listing({"a.mp4": {"label": "MAYBE"}, "b.mp4": {"label": "FAKE", "original": "../x.mp4"}})
+    assert all(bad_states[v].cache_key == good_states[v].cache_key for v in good_states)
+    plan = plan_extraction(bad, bad_states, cached)
+    assert plan.todo == [] and sorted(plan.skipped) == ["dfdc/a", "dfdc/b"]
+    assert {e.video_id: e.label for e in plan.refresh} == {"dfdc/a": None, "dfdc/b": None}
+    assert [w.split(":")[0] for w in listing_warnings(bad)] == ["metadata.json entry 'a.mp4' is malformed",
+                                                                "metadata.json entry 'b.mp4' is malformed"]

@@ -66,8 +66,11 @@ def test_metadata_entries_outside_the_folder_or_malformed_are_rejected_with_a_me
     assert entries["ok.mp4"].discovery_error is None
     assert "points outside" in entries["../x.mp4"].discovery_error
     assert "points outside" in entries["/etc/passwd"].discovery_error
-    assert "label 'MAYBE' is not REAL or FAKE" in entries["bad_label.mp4"].discovery_error
-    assert "malformed" in entries["not_a_dict.mp4"].discovery_error
+    # A bad labelling rejects the labels, not the video (fault matrix #20: it once wiped the cached rows).
+    assert "label 'MAYBE' is not REAL or FAKE" in entries["bad_label.mp4"].warning
+    assert "malformed" in entries["not_a_dict.mp4"].warning
+    assert all(entries[n].discovery_error is None and entries[n].label is None
+               for n in ("bad_label.mp4", "not_a_dict.mp4"))
     assert entries["../x.mp4"].path == "../x.mp4"  # never resolved to a path outside the dataset
 
 
