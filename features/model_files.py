@@ -85,14 +85,19 @@ def _schema_nodes(node, found: set) -> None:
             _schema_nodes(value, found)
 
 
-def skops_types(path: str | Path) -> set[tuple[str, str]]:
-    """The (type, loader) pairs of every node in a skops file's schema; a file that is no skops file is refused."""
+def _zipped_json(path: str | Path, member: str, kind: str):
+    """The JSON document `member` of a zip model file; refused, naming the file, when there is none (a pickle)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            schema = json.loads(archive.read("schema.json"))
+            return json.loads(archive.read(member))
     except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
-        raise UnsafeModelFile(f"refusing to load {path}: it is not a skops model file written by dfp train "
+        raise UnsafeModelFile(f"refusing to load {path}: it is not a {kind} model file written by dfp train "
                               f"({type(exc).__name__}: {exc})") from exc
+
+
+def skops_types(path: str | Path) -> set[tuple[str, str]]:
+    """The (type, loader) pairs of every node in a skops file's schema; a file that is no skops file is refused."""
+    schema = _zipped_json(path, "schema.json", "skops")
     found: set[tuple[str, str]] = set()
     _schema_nodes(schema, found)
     return found
@@ -133,12 +138,7 @@ def _keras_classes(node, found: set) -> None:
 def check_keras_file(path: str | Path) -> None:
     """Refuse a .keras file whose config names any object outside KERAS_ALLOWED or outside Keras itself, before
     Keras reads it (safe_mode stops lambdas; this also stops custom classes from other modules)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
-        raise UnsafeModelFile(f"refusing to load {path}: it is not a .keras model file written by dfp train "
-                              f"({type(exc).__name__}: {exc})") from exc
+    config = _zipped_json(path, "config.json", ".keras")
     found: set = set()
     _keras_classes(config, found)
     refused = sorted(f"{module}.{name}" for module, name, registered in found

@@ -10,6 +10,7 @@ from sklearn.dummy import DummyClassifier
 
 from features import FEATURE_CODE_VERSION
 from features.model_files import sha256_file
+import flows.train  # noqa: F401 - Prefect sets up its logging at import: here, not inside a captured test
 from flows.cli import main
 from tests.features.test_model_files import write_gadget
 
