@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-rerun bench-speed bench-quality browser clean
+.PHONY: demo test lint test-fast bench-rerun bench-speed bench-quality browser clean
 
 # infra/install.sh is also what the worker images run (infra/Dockerfile): one install, no drift.
 $(STAMP): pyproject.toml constraints.txt infra/install.sh
@@ -25,6 +25,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the report rendering test will skip"
+
+# ruff's rule set and the import-linter contracts (flows -> tasks -> features; no Prefect/Dask in features/;
+# the features/ sub-packages layered) live in pyproject.toml. .ci/run runs this before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

@@ -9,12 +9,12 @@
 crops of their main faces to DIR (about 30 MB for the development set). `run` needs only Keras 3 (any backend),
 OpenCV, pandas, pyarrow and scikit-learn. It
   - times one training epoch of the CNN on the GPU and, in a subprocess that sees no GPU, on the CPU (same crops);
-  - runs bench/quality.py's grouped K-fold CV over all clips for each model (features.models.fit_cnn, with
+  - runs bench/quality.py's grouped K-fold CV over all clips for each model (features.learn.models.fit_cnn, with
     self-blended fakes for cnn_sbi), or with --evaluations also its cross-compression and cross-dataset splits;
-  - fits the model on every usable clip, saves it as DIR/model.keras (features.models.save_cnn) with the video
+  - fits the model on every usable clip, saves it as DIR/model.keras (features.learn.models.save_cnn) with the video
     logits it gives there (DIR/logits.json).
 `profile` times an epoch of the large CNN with its augmentation layers, without them, and with each alone.
-`check` loads that model here through features.models.load_cnn (TensorFlow backend, safe_mode) and compares its
+`check` loads that model here through features.learn.models.load_cnn (TensorFlow backend, safe_mode) and compares its
 video logits with the ones the GPU machine wrote: a model trained on a GPU worker scores the same on a CPU one.
 Prints markdown tables and writes JSON (default bench/results/cnn_gpu.json).
 """
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
-from features.models import CNN_AUGMENTATION, keras_device  # noqa: E402
+from features.learn.models import CNN_AUGMENTATION, keras_device  # noqa: E402
 
 CLIP_COLUMNS = ["video_id", "label", "leakage_group", "status", "is_ffpp", "family", "dataset", "compression",
                 "method", "resolution"]
@@ -47,12 +47,12 @@ CLIP_COLUMNS = ["video_id", "label", "leakage_group", "status", "is_ffpp", "fami
 def export(directory: str, cache: str) -> dict:
     """The quality cache's labelled clips and their main-face JPEG crops, as two Parquet files and a JSON."""
     from bench.quality import feature_table
-    from features.cache import CacheStore
+    from features.store.cache import CacheStore
     from tasks.train import _crop_margin, main_crops
 
     frame = feature_table(cache)
     usable = frame[frame.status == "ok"]
-    crops = main_crops(CacheStore(cache), list(usable.video_id), dict(zip(usable.video_id, usable.cache_key)))
+    crops = main_crops(CacheStore(cache), list(usable.video_id), dict(zip(usable.video_id, usable.cache_key, strict=True)))
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     frame[CLIP_COLUMNS].to_parquet(out / "clips.parquet", index=False)
@@ -69,7 +69,7 @@ def epoch_time(crops: pd.DataFrame, size: str, batch_size: int = 32, augmentatio
     """Seconds per training epoch of the CNN on the given crops (the first epoch, which builds, not counted)."""
     import keras
 
-    from features.models import CNN_SIZES, build_cnn, crop_array
+    from features.learn.models import CNN_SIZES, build_cnn, crop_array
 
     side = CNN_SIZES[size][0]
     x = crop_array(crops.crop_jpeg, side)
@@ -107,7 +107,7 @@ def _sync() -> None:
 def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[dict]:
     """Seconds per epoch of the large CNN with its augmentation, without any, and with each augmentation layer
     alone (the first batch size only): which part of a training step the backend makes slow."""
-    from features.models import build_cnn, crop_array
+    from features.learn.models import build_cnn, crop_array
 
     crops = pd.read_parquet(Path(directory) / "crops.parquet").head(n_crops)
     x = crop_array(crops.crop_jpeg, 128)
@@ -126,19 +126,19 @@ def augmentation_time(directory: str, n_crops: int, batches: list[int]) -> list[
 
 def fit_exported(train: pd.DataFrame, seed: int, crops: pd.DataFrame, args: argparse.Namespace,
                  margin: float | None):
-    """features.models.fit_cnn on the training clips' exported crops (self-blended fakes with a margin), with the
+    """features.learn.models.fit_cnn on the training clips' exported crops (self-blended fakes with a margin), with the
     size, epochs, batch size and augmentation asked for."""
-    from features import models
+    from features.learn import models
 
-    labels = dict(zip(train.video_id, (train.label == "FAKE").astype(int)))
-    return models.fit_cnn(crops[crops.video_id.isin(labels)], labels, dict(zip(train.video_id, train.leakage_group)),
+    labels = dict(zip(train.video_id, (train.label == "FAKE").astype(int), strict=True))
+    return models.fit_cnn(crops[crops.video_id.isin(labels)], labels, dict(zip(train.video_id, train.leakage_group, strict=True)),
                           size=args.size, epochs=args.epochs, seed=seed, self_blend_margin=margin,
                           batch_size=args.batch_size, augmentation=tuple(args.augmentation))
 
 
 def predictor(model, crops: pd.DataFrame):
     """P(FAKE) per test clip from the mean frame logit (bench/quality.py's fit_cnn), 0.5 without crops."""
-    from features import models
+    from features.learn import models
 
     def predict(test: pd.DataFrame) -> np.ndarray:
         scores = models.cnn_video_scores(model, crops[crops.video_id.isin(set(test.video_id))], list(test.video_id))
@@ -149,7 +149,7 @@ def predictor(model, crops: pd.DataFrame):
 
 def run(args: argparse.Namespace) -> dict:
     from bench.quality import report, run_model
-    from features import models
+    from features.learn import models
 
     directory = Path(args.directory)
     meta = json.loads((directory / "meta.json").read_text())
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> dict:
 # ----------------------------------------------------------------------------------------------- check (here)
 def check(directory: str) -> dict:
     """Video logits of the saved model, loaded here, against those the training machine wrote."""
-    from features import models
+    from features.learn import models
 
     directory_ = Path(directory)
     written = json.loads((directory_ / "logits.json").read_text())

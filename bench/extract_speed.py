@@ -17,6 +17,7 @@ Prints markdown tables and writes JSON (default bench/results/extract_speed.json
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -48,9 +49,9 @@ def decode_floor(path: str, threads: int = 0) -> tuple[float, int]:
 
 
 def ours(path: str, detector_kind: str, cache: str, prefetch_frames: int = 8, decode_threads: int = 0) -> dict:
-    from features.cache import CacheStore
     from features.config import ExtractConfig
-    from features.extract import extract_video
+    from features.store.cache import CacheStore
+    from features.video.extract import extract_video
     from tasks.extract import _detector, cap_threads
 
     cap_threads()
@@ -89,7 +90,7 @@ def notebook_way(path: str, max_frames: int | None) -> dict:
         cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 1.1, 5)
     detect = time.perf_counter() - t
     t = time.perf_counter()
-    for a, b in zip(frames, frames[1:]):
+    for a, b in itertools.pairwise(frames):
         tf.image.ssim(tf.convert_to_tensor(a), tf.convert_to_tensor(b), max_val=255).numpy()
     ssim = time.perf_counter() - t
     return {"frames": len(frames), "decode_s": decode, "detect_s": detect, "ssim_s": ssim,
@@ -152,7 +153,7 @@ def detection_check(paths: list[str]) -> list[dict]:
     import cv2
 
     from features.config import ExtractConfig
-    from features.faces import MtcnnDetector
+    from features.video.faces import MtcnnDetector
 
     config = ExtractConfig()
     plain = MtcnnDetector(normalize=False)
@@ -188,7 +189,7 @@ def main() -> None:
     if args.folder:
         paths = sorted(str(p) for p in Path(args.folder).glob("*.mp4"))[: args.clips]
     else:
-        from features.demo import make_demo_dataset
+        from features.video.demo import make_demo_dataset
 
         data = make_demo_dataset(tmp / "demo", n_clips=args.clips, frames=300, seed=0)
         paths = sorted(str(p) for p in data.glob("*.mp4"))

@@ -12,7 +12,7 @@ the per-video features and crop descriptors (cached beside the crops), then for 
   - cross-compression: train on the c23 clips of the training groups, test on the c40 clips of the held-out groups;
   - cross-dataset: train on every FF++ clip, test on every DFDC clip; and FF++ plus the DFDC training groups,
     tested on the held-out DFDC groups.
-No peeking: the models' hyperparameters are fixed in advance (features.models); nothing is tuned on the folds
+No peeking: the models' hyperparameters are fixed in advance (features.learn.models); nothing is tuned on the folds
 reported. Unscorable clips (failed decode, no face) are scored 0.5 and counted.
 Prints markdown tables and writes JSON (default bench/results/quality.json).
 """
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
-from features.evaluation import grouped_folds, metrics  # noqa: E402
-from features.video_features import LANDMARK_FEATURES  # noqa: E402
+from features.learn.evaluation import grouped_folds, metrics  # noqa: E402
+from features.learn.video_features import LANDMARK_FEATURES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATASETS = [SHARED / "ffpp-dev", SHARED / "ffpp-mini", SHARED / "dfdc-mini" / "train_sample_videos"]
@@ -47,8 +47,8 @@ TARGETS = {"ffpp_c23_auc": 0.90, "log_loss_below_prior": 0.15, "cross_compressio
 
 # ----------------------------------------------------------------------------------------------- models
 def fit_gbm(train: pd.DataFrame, seed: int, cache: str):
-    from features.models import fit_gbm as fit
-    from features.video_features import FEATURE_NAMES
+    from features.learn.models import fit_gbm as fit
+    from features.learn.video_features import FEATURE_NAMES
 
     model = fit(train[FEATURE_NAMES], _y(train), train.leakage_group.to_numpy(), seed=seed)
     return lambda test: model.predict_proba(test[FEATURE_NAMES])[:, 1]
@@ -61,7 +61,7 @@ def fit_logreg(train: pd.DataFrame, seed: int, cache: str):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from features.video_features import FEATURE_NAMES
+    from features.learn.video_features import FEATURE_NAMES
 
     columns = [c for c in FEATURE_NAMES if train[c].notna().any()]
     model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
@@ -72,18 +72,18 @@ def fit_logreg(train: pd.DataFrame, seed: int, cache: str):
 
 def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False, epochs: int = 8):
     """The small Keras CNN on main-face crops (mean frame logit per video), optionally with self-blended fakes."""
-    from features import models
-    from features.cache import CacheStore
+    from features.learn import models
+    from features.store.cache import CacheStore
     from tasks.train import _crop_margin, main_crops
 
     store = CacheStore(cache)
-    crops = main_crops(store, list(train.video_id), dict(zip(train.video_id, train.cache_key)))
+    crops = main_crops(store, list(train.video_id), dict(zip(train.video_id, train.cache_key, strict=True)))
     margin = _crop_margin(cache, train.config_hash.iloc[0]) if self_blend else None
-    model = models.fit_cnn(crops, dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
+    model = models.fit_cnn(crops, dict(zip(train.video_id, _y(train), strict=True)), dict(zip(train.video_id, train.leakage_group, strict=True)),
                            epochs=epochs, seed=seed, self_blend_margin=margin)
 
     def predict(test: pd.DataFrame) -> np.ndarray:
-        test_crops = main_crops(store, list(test.video_id), dict(zip(test.video_id, test.cache_key)))
+        test_crops = main_crops(store, list(test.video_id), dict(zip(test.video_id, test.cache_key, strict=True)))
         scores = models.cnn_video_scores(model, test_crops, list(test.video_id))
         return test.video_id.map(scores).fillna(0.5).to_numpy(np.float64)
 
@@ -93,7 +93,7 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
 @functools.lru_cache(maxsize=4)
 def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     """Cached descriptors of every stored main-face crop of the cache (or their self-blended copies), read once per run."""
-    from features.cache import CacheStore
+    from features.store.cache import CacheStore
     from tasks.train import crop_descriptors
 
     videos = CacheStore(cache).read("videos", columns=["video_id", "cache_key", "config_hash", "status", "label"])
@@ -111,14 +111,14 @@ def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, se
         options["videos"] = train
     descriptors = _crop_descriptors(cache)
     return CROP_FITS[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
-                           dict(zip(train.video_id, _y(train))), dict(zip(train.video_id, train.leakage_group)),
+                           dict(zip(train.video_id, _y(train), strict=True)), dict(zip(train.video_id, train.leakage_group, strict=True)),
                            seed=seed, blended=_crop_descriptors(cache, True) if self_blend else None, **options)
 
 
 def fit_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str = "crop_gbm", self_blend: bool = False,
                    **options):
     """The fitted crop model as a predict(test clips) -> P(FAKE) function (unscorable clips 0.5)."""
-    from features import crop_models
+    from features.learn import crop_models
 
     model = _fitted_crop_model(train, seed, cache, kind, self_blend, **options)
     descriptors = _crop_descriptors(cache)
@@ -169,9 +169,14 @@ def extract(datasets: list[str], cache: str, detector: str) -> float:
 
 def feature_table(cache: str) -> pd.DataFrame:
     """Labelled videos with their features, computed here (with the crop descriptors) for any that lack current ones."""
-    from features.cache import CacheStore
-    from tasks.train import (compute_descriptors, compute_features, stale_descriptor_videos, stale_feature_videos,
-                             video_table)
+    from features.store.cache import CacheStore
+    from tasks.train import (
+        compute_descriptors,
+        compute_features,
+        stale_descriptor_videos,
+        stale_feature_videos,
+        video_table,
+    )
 
     store = CacheStore(cache)
     for compute, stale in ((compute_features, stale_feature_videos(store)),
@@ -305,7 +310,7 @@ def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: 
 def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """What crop_linear looks at, fitted on every usable clip: its crop scorer's weight per descriptor block, and
     the share of its final logit's spread over those clips due to the crop and patch scorers and the landmarks."""
-    from features import crop_models
+    from features.learn import crop_models
 
     usable = frame[frame.status == "ok"]
     model = _fitted_crop_model(usable, seed, cache, "crop_linear", self_blend=True)
@@ -347,7 +352,7 @@ def report(runs: list[dict], models: list[str]) -> tuple[str, dict]:
                 "balanced acc.": _spread([p["balanced_accuracy"] for p in parts]),
             })
 
-        def mean(key, field):
+        def mean(key, field, mine=mine):
             values = [r[key].get(field, math.nan) for r in mine if r[key].get("n")]
             values = [v for v in values if not math.isnan(v)]
             return float(np.mean(values)) if values else math.nan

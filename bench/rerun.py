@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dfp-bench-") as tmp:
         datasets = args.datasets
         if not datasets:
-            from features.demo import make_demo_dataset
+            from features.video.demo import make_demo_dataset
 
             datasets = [str(make_demo_dataset(Path(tmp) / "dfdc-demo", n_clips=20, frames=60, seed=0))]
         cache = str(Path(tmp) / "cache")

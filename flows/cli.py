@@ -100,7 +100,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from features.demo import make_demo_dataset
+    from features.video.demo import make_demo_dataset
 
     out = Path(args.out)
     data = out / "dfdc-demo"
@@ -125,7 +125,7 @@ def _run_flow(name: str, config):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from features.config import TrainConfig
-    from features.rundir import prepare_run_dir
+    from features.store.rundir import prepare_run_dir
 
     config = TrainConfig(cache=args.cache, out=args.out, model=args.model, folds=args.folds, holdout=args.holdout,
                          seed=args.seed, cnn_size=args.cnn_size, cnn_epochs=args.cnn_epochs, workers=args.workers,
@@ -336,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
-        from features.cache import CacheBusyError
-        from features.datasets import DatasetError
+        from features.store.cache import CacheBusyError
+        from features.store.datasets import DatasetError
 
         if isinstance(exc, (DatasetError, ValueError, CacheBusyError)):
             print(f"dfp {args.command}: error: {_one_line(exc)}", file=sys.stderr)

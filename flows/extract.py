@@ -7,13 +7,17 @@ import os
 import time
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
-from features.cache import CacheStore
 from features.config import ExtractConfig
-from features.datasets import listing_warnings
-from features.plan import VideoJob
+from features.store.cache import CacheStore
+from features.store.datasets import listing_warnings
+from features.store.plan import VideoJob
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.extract import discover_videos, extract_video_task, plan_videos, record_lost_task, refresh_metadata
 
@@ -72,7 +76,7 @@ def worker_per_core_settings(config: ExtractConfig) -> ExtractConfig:
     """With a local worker on every core, decode single-threaded and without a decode-ahead thread.
 
     Both only help a video use idle cores; when every core has a worker they cost throughput (measured:
-    2 workers gave 1.84x one worker this way, 1.50x with decode-ahead). Settings the user chose are kept.
+    bench/results/decisions.md). Settings the user chose are kept.
     """
     cores = os.cpu_count() or 1
     if cluster_address(config.dask_address) or (config.workers or cores) < cores:

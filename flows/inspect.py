@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from features import plots
-from features.cache import CacheStore
 from features.config import ExtractConfig
-from features.crops import crop_square
-from features.decode import iter_frames, open_video, probe
-from features.extract import FRAME_TRACK_ID, extract_video
-from features.faces import detection_scale, make_detector
+from features.store.cache import CacheStore
+from features.video.crops import crop_square
+from features.video.decode import iter_frames, open_video, probe
+from features.video.extract import FRAME_TRACK_ID, extract_video
+from features.video.faces import detection_scale, make_detector
+from features.visuals import plots
 
 
 def _label_from_metadata(path: Path) -> str | None:

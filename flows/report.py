@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.cache import CacheStore
-from features.report import build_report
+from features.store.cache import CacheStore
+from features.visuals.report import build_report
 
 
 def write_report(cache: str, out: str, run: str | None = None, sample: int = 24) -> str:

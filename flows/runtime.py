@@ -175,7 +175,7 @@ def check_shared_storage(client, written: list[str], read: list[str] = ()) -> No
     """
     import uuid
 
-    from features.rundir import is_local
+    from features.store.rundir import is_local
 
     markers = []
     try:

@@ -19,17 +19,29 @@ from fsspec.implementations.local import LocalFileSystem
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from features import FEATURE_CODE_VERSION, crop_models, models
-from features.cache import CacheStore
-from features.crop_descriptors import DESCRIPTORS_VERSION
+from features import FEATURE_CODE_VERSION
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig, settings_differences
-from features.evaluation import check_groups_within_folds, evaluate, grouped_folds, plot_evaluation, prior_predictions
-from features.model_files import UnsafeModelFile, check_digest, check_model_file
-from features.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
-from features.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
+from features.learn import crop_models, models
+from features.learn.descriptors import DESCRIPTORS_VERSION
+from features.learn.evaluation import check_groups_within_folds, evaluate, grouped_folds, prior_predictions
+from features.learn.model_files import UnsafeModelFile, check_digest, check_model_file
+from features.learn.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
+from features.store.cache import CacheStore
+from features.store.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
+from features.visuals.plots import plot_evaluation
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
-from tasks.train import (CROP_FITS, compute_descriptors, compute_features, fit_final, fit_fold, other_extraction_code,
-                         predict_model, stale_descriptor_videos, stale_feature_videos, video_table)
+from tasks.train import (
+    CROP_FITS,
+    compute_descriptors,
+    compute_features,
+    fit_final,
+    fit_fold,
+    other_extraction_code,
+    predict_model,
+    stale_descriptor_videos,
+    stale_feature_videos,
+    video_table,
+)
 
 MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
                "cnn": "model.keras"}
@@ -155,7 +167,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
         predictions, devices, fit_workers = {}, set(), set()
         for future in fold_futures:
             result = future.result()
-            predictions.update(zip(result["video_id"], result["p_fake"]))
+            predictions.update(zip(result["video_id"], result["p_fake"], strict=True))
             devices.add(result["device"])
             fit_workers.add(result["worker"])
         final = final_future.result()
@@ -407,7 +419,7 @@ def score_flow(config: ScoreConfig) -> dict:
     store = CacheStore(cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
         update_features(store, runner, card["model"])
-    from features.datasets import discover
+    from features.store.datasets import discover
 
     wanted = [e.video_id for e in discover(config.videos)]
     table = video_table(store).set_index("video_id").loc[wanted].reset_index()

@@ -13,13 +13,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from features import FEATURE_CODE_VERSION
-from features.cache import CacheStore, cache_key, fingerprint_file, is_storage_full
 from features.config import ExtractConfig
-from features.datasets import VideoEntry, discover
-from features.decode import StepError
-from features.extract import VideoResult, extract_video
-from features.faces import make_detector
-from features.plan import LOST_TASK_STEP, METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
+from features.store.cache import CacheStore, cache_key, fingerprint_file, is_storage_full
+from features.store.datasets import VideoEntry, discover
+from features.store.plan import LOST_TASK_STEP, METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
+from features.video.decode import StepError
+from features.video.extract import VideoResult, extract_video
+from features.video.faces import make_detector
 
 
 @task(name="discover-videos", cache_policy=NO_CACHE, persist_result=False)
@@ -32,7 +32,7 @@ def discover_videos(datasets: list[str]) -> list[VideoEntry]:
 def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionPlan:
     """Fingerprint every video and compare with the cache: what to extract, skip or refresh."""
     with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
-        states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries)))
+        states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries), strict=True))
     store = CacheStore(config.cache)
     cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", *METADATA_COLUMNS])
     return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed,

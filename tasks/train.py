@@ -9,11 +9,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from features import crop_models, models
-from features.cache import FACES_SCHEMA, CacheStore
-from features.model_files import sha256_file
-from features.rundir import join, staged_dir
-from features.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
+from features.learn import crop_models, models
+from features.learn.model_files import sha256_file
+from features.learn.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
+from features.store.cache import FACES_SCHEMA, CacheStore
+from features.store.rundir import join, staged_dir
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "fingerprint", "config_hash", "label", "leakage_group", "dataset", "method",
                  "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
@@ -103,7 +103,7 @@ def worker_address() -> str | None:
 def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
     """Descriptors of one video's main-face crops (video_id, frame_index, blended, table_names()), plus their
     self-blended copies when the video is REAL."""
-    from features.crop_descriptors import descriptor_table
+    from features.learn.descriptors import descriptor_table
 
     vid = video["video_id"]
     crops = main_crops(store, [vid], {vid: video["cache_key"]}, column="crop_lossless")
@@ -116,13 +116,13 @@ def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
 
 def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
     """descriptor_frame as the cache's rows, the values packed in table_names() order."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION, table_names
+    from features.learn.descriptors import DESCRIPTORS_VERSION, table_names
 
     frame = descriptor_frame(store, video)
     values = frame[table_names()].to_numpy(np.float32)
     return [{"video_id": video["video_id"], "cache_key": video["cache_key"], "descriptors_version": DESCRIPTORS_VERSION,
              "frame_index": int(frame_index), "blended": bool(blended), "values": row}
-            for frame_index, blended, row in zip(frame.frame_index, frame.blended, values)]
+            for frame_index, blended, row in zip(frame.frame_index, frame.blended, values, strict=True)]
 
 
 @task(name="compute-descriptors", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
@@ -137,7 +137,7 @@ def compute_descriptors(cache: str, videos: list[dict]) -> int:
 def stale_descriptor_videos(store: CacheStore) -> list[dict]:
     """Videos with stored crops whose descriptors are missing, from another extraction or older descriptor code,
     or (for a REAL video) lack the self-blended copies."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION
+    from features.learn.descriptors import DESCRIPTORS_VERSION
 
     videos = store.read("videos", columns=[*VIDEO_COLUMNS, "crops_stored"])
     videos = videos[(videos.status == "ok") & (videos.crops_stored.fillna(0) > 0)]
@@ -154,7 +154,7 @@ def stale_descriptor_videos(store: CacheStore) -> list[dict]:
 def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> pd.DataFrame:
     """Per-crop descriptors of the main-face crops of the table's videos (their self-blended copies with
     `blended`), read from the cache; a video without current cached ones is computed here (not written)."""
-    from features.crop_descriptors import DESCRIPTORS_VERSION, descriptor_table, table_names
+    from features.learn.descriptors import DESCRIPTORS_VERSION, descriptor_table, table_names
 
     store = CacheStore(cache)
     columns = ["video_id", "frame_index", *table_names()]
@@ -184,14 +184,14 @@ def fit_model(kind: str, table: pd.DataFrame, cache: str, seed: int, cnn_size: s
     if kind in CROP_FITS:
         blended = crop_descriptors(table[y == 0], cache, blended=True)
         extra = {"videos": table} if kind == "crop_linear" else {}  # its per-video inputs (VIDEO_INPUTS)
-        return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y)),
-                               dict(zip(table.video_id, table.leakage_group)), seed=seed, blended=blended,
+        return CROP_FITS[kind](crop_descriptors(table, cache), dict(zip(table.video_id, y, strict=True)),
+                               dict(zip(table.video_id, table.leakage_group, strict=True)), seed=seed, blended=blended,
                                **extra), "CPU"
     store = CacheStore(cache)
-    keys = dict(zip(table.video_id, table.cache_key))
+    keys = dict(zip(table.video_id, table.cache_key, strict=True))
     crops = main_crops(store, list(table.video_id), keys)
-    labels = dict(zip(table.video_id, y))
-    groups = dict(zip(table.video_id, table.leakage_group))
+    labels = dict(zip(table.video_id, y, strict=True))
+    groups = dict(zip(table.video_id, table.leakage_group, strict=True))
     return models.fit_cnn(crops, labels, groups, size=cnn_size, epochs=cnn_epochs, seed=seed), models.keras_device()
 
 
@@ -202,7 +202,7 @@ def predict_model(kind: str, model, table: pd.DataFrame, cache: str) -> np.ndarr
     if kind in CROP_FITS:
         scores = crop_models.crop_video_scores(model, crop_descriptors(table, cache), list(table.video_id), table)
         return table.video_id.map(scores).to_numpy(np.float64)
-    keys = dict(zip(table.video_id, table.cache_key))
+    keys = dict(zip(table.video_id, table.cache_key, strict=True))
     crops = main_crops(CacheStore(cache), list(table.video_id), keys)
     scores = models.cnn_video_scores(model, crops, list(table.video_id))
     return table.video_id.map(scores).to_numpy(np.float64)

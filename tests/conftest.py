@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import cv2
-import numpy as np
-import pytest
+# One thread per pool unless a test says otherwise (@pytest.mark.threads(n)): set before numpy, OpenCV or
+# TensorFlow load their pools. On 2 shared cores, oversubscribed pools made the features tests 5x slower.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+              "TF_NUM_INTEROP_THREADS")
+for _name in THREAD_ENV:
+    os.environ[_name] = "1"
 
-from flows.runtime import configure_environment
+from pathlib import Path  # noqa: E402 - after the thread caps
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from flows.runtime import configure_environment  # noqa: E402
 
 configure_environment()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+cv2.setNumThreads(1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "threads(n): run this test with n OpenCV and BLAS/OpenMP threads, not 1")
+
+
+@pytest.fixture(autouse=True)
+def thread_caps(request):
+    """Hold every test to one OpenCV and BLAS/OpenMP thread, or to the n of its `threads` marker."""
+    marker = request.node.get_closest_marker("threads")
+    n = int(marker.args[0]) if marker else 1
+    cv2.setNumThreads(n)
+    with threadpool_limits(limits=n):
+        yield
+    cv2.setNumThreads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DFP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -38,7 +63,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """Eight small generated DFDC-style clips (4 REAL, 4 FAKE), made once per session."""
-    from features.demo import make_demo_dataset
+    from features.video.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "dfdc-demo", n_clips=8, frames=30, seed=7)
 
@@ -57,7 +82,7 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
 
 def face_scene(width: int = 480, height: int = 320, faces: int = 1, shift: int = 0) -> np.ndarray:
     """A BGR frame with one or two real faces (astronaut, Grace Hopper) on a grey background."""
-    from features.demo import load_portraits
+    from features.video.demo import load_portraits
 
     frame = np.full((height, width, 3), 90, np.uint8)
     for i, portrait in enumerate(load_portraits()[:faces]):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import quality
-from features.video_features import VIDEO_INPUTS
+from features.learn.video_features import VIDEO_INPUTS
 
 
 def synthetic(n_groups: int = 12, signal: float = 2.0, seed: int = 0) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def test_cross_compression_trains_on_c23_of_other_groups_and_tests_on_c40_only()
     scored = quality.cross_validated(frame, score_model(seen), seed=0, folds=4, train_mask=c23, test_mask=~c23)
     assert len(scored) == len(frame) // 2 and set(scored.compression) == {"c40"}
     assert len(seen) == 4 and all(set(t.compression) == {"c23"} for t in seen)
-    for train, (_, test) in zip(seen, scored.groupby("fold")):
+    for train, (_, test) in zip(seen, scored.groupby("fold"), strict=True):
         assert not set(train.leakage_group) & set(test.leakage_group)  # no group on both sides
     assert scored.p_prior.between(0.6, 0.72).all()  # FAKE rate of the training folds (2 of 3)
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from features.datasets import DatasetError, discover, listing_warnings
+from features.store.datasets import DatasetError, discover, listing_warnings
 
 
 def _touch(path: Path) -> Path:
@@ -105,7 +105,7 @@ def test_a_bad_label_or_original_for_a_cached_video_keeps_its_extracted_data(tmp
     import pandas as pd
 
     from features.config import ExtractConfig
-    from features.plan import plan_extraction
+    from features.store.plan import plan_extraction
     from tasks.extract import file_state
 
     root = tmp_path / "dfdc"

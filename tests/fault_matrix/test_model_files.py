@@ -8,9 +8,9 @@ import pickle
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from features import FEATURE_CODE_VERSION
-from features.model_files import sha256_file
 import flows.train  # noqa: F401 - Prefect sets up its logging at import: here, not inside a captured test
+from features import FEATURE_CODE_VERSION
+from features.learn.model_files import sha256_file
 from flows.cli import main
 from tests.features.test_model_files import write_gadget
 

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from features.cache import CacheStore, is_storage_full
 from features.config import ExtractConfig
-from features.datasets import VideoEntry
-from features.plan import VideoJob
+from features.store.cache import CacheStore, is_storage_full
+from features.store.datasets import VideoEntry
+from features.store.plan import VideoJob
 from flows.cli import extract_exit_code
 from tasks.extract import extract_video_task
 

@@ -5,9 +5,18 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.cache import (DESCRIPTOR_COLUMNS, DESCRIPTORS_SCHEMA, FACES_SCHEMA, SSIM_SCHEMA, VIDEOS_SCHEMA,
-                            CacheStore, cache_key, fingerprint_file, partition_name)
-from features.crop_descriptors import table_names
+from features.learn.descriptors import table_names
+from features.store.cache import (
+    DESCRIPTOR_COLUMNS,
+    DESCRIPTORS_SCHEMA,
+    FACES_SCHEMA,
+    SSIM_SCHEMA,
+    VIDEOS_SCHEMA,
+    CacheStore,
+    cache_key,
+    fingerprint_file,
+    partition_name,
+)
 
 
 def _video(vid="ds/a", key="k1", status="ok"):
@@ -57,7 +66,7 @@ def test_descriptor_values_are_stored_packed_and_read_back_as_named_float32_colu
     values = np.random.default_rng(0).random((4, len(names))).astype(np.float32)
     values[1, 7] = np.nan
     rows = [{"video_id": "ds/a", "cache_key": "k1", "descriptors_version": "3", "frame_index": i, "blended": i % 2 == 1,
-             **dict(zip(names, values[i].tolist()))} for i in range(4)]
+             **dict(zip(names, values[i].tolist(), strict=True))} for i in range(4)]
     store.write_table("descriptors", "ds/a", rows)
     meta = pq.ParquetFile(store.partition("descriptors", "ds/a")).metadata
     assert meta.num_columns == 6 and meta.row_group(0).column(5).statistics is None  # one leaf column of values
@@ -177,7 +186,7 @@ def test_object_storage_round_trip(s3_bucket):
 
 
 def test_a_second_run_on_the_same_cache_refuses_clearly(tmp_path):
-    from features.cache import CacheBusyError
+    from features.store.cache import CacheBusyError
 
     store = CacheStore(str(tmp_path / "cache"))
     with store.run_lock("extract"):
@@ -191,7 +200,7 @@ def test_a_second_run_on_the_same_cache_refuses_clearly(tmp_path):
 def test_object_store_runs_hold_a_lease_a_second_run_refuses(s3_bucket):
     import json
 
-    from features.cache import CacheBusyError
+    from features.store.cache import CacheBusyError
 
     url = f"{s3_bucket}/cache"
     store = CacheStore(url)
@@ -223,7 +232,7 @@ def test_an_expired_object_store_lease_is_taken_over_and_a_live_one_is_renewed()
 def test_of_two_runs_starting_together_on_an_object_store_exactly_one_proceeds():
     import threading
 
-    from features.cache import CacheBusyError
+    from features.store.cache import CacheBusyError
 
     url = "memory://dfp-lease-race"
     outcomes: list[str] = []

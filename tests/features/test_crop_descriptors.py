@@ -2,9 +2,20 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from features.crop_descriptors import (COOC_BINS, PATCH_BINS, crop_descriptor, descriptor_names, patch_blend_names,
-                                       patch_boxes, patch_cooccurrences, patch_cover, patch_names, residual_cooccurrence,
-                                       table_names, zone_masks)
+from features.learn.descriptors import (
+    COOC_BINS,
+    PATCH_BINS,
+    crop_descriptor,
+    descriptor_names,
+    patch_blend_names,
+    patch_boxes,
+    patch_cooccurrences,
+    patch_cover,
+    patch_names,
+    residual_cooccurrence,
+    table_names,
+    zone_masks,
+)
 from tests.conftest import face_scene
 
 
@@ -22,7 +33,7 @@ def test_a_blurred_face_in_a_sharp_surround_shows_in_the_seam_and_the_spectrum()
     pasted = crop.copy()
     pasted[28:196, 28:196] = cv2.GaussianBlur(crop, (0, 0), 3.0)[28:196, 28:196]  # the whole face box
     names = descriptor_names()
-    sharp, soft = (dict(zip(names, crop_descriptor(c, 0.3))) for c in (crop, pasted))
+    sharp, soft = (dict(zip(names, crop_descriptor(c, 0.3), strict=True)) for c in (crop, pasted))
     assert soft["seam_sharpness"] < sharp["seam_sharpness"] - 2.0
     assert soft["spectrum_11"] < sharp["spectrum_11"] - 1.0
 
@@ -57,7 +68,7 @@ def test_noise_blended_into_the_band_changes_only_the_band_statistics():
     noisy[band] += rng.integers(-6, 7, (int(band.sum()), 3)).astype(np.int16)
     noisy = np.clip(noisy, 0, 255).astype(np.uint8)
     names = descriptor_names()
-    before, after = (dict(zip(names, crop_descriptor(c, 0.3))) for c in (crop, noisy))
+    before, after = (dict(zip(names, crop_descriptor(c, 0.3), strict=True)) for c in (crop, noisy))
 
     def moved(zone):
         keys = [n for n in names if n.startswith(f"cooc_d2_{zone}_q1_")]
@@ -67,8 +78,8 @@ def test_noise_blended_into_the_band_changes_only_the_band_statistics():
 
 
 def test_descriptor_table_keys_every_decodable_crop_and_its_self_blended_twin_alike():
-    from features.crop_descriptors import descriptor_table
-    from features.crops import encode_jpeg, encode_lossless
+    from features.learn.descriptors import descriptor_table
+    from features.video.crops import encode_jpeg, encode_lossless
 
     crop = cv2.resize(face_scene(320, 320)[40:280, 20:260], (96, 96))
     larger = cv2.resize(face_scene(320, 320)[40:280, 20:260], (150, 150))  # crops of one video differ in side

@@ -6,10 +6,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.crop_descriptors import COOC_BINS, PATCH_BINS, descriptor_names, patch_blend_names, patch_names, table_names
-from features.crop_models import (blend_differences, crop_video_scores, fit_crop_gbm, fit_crop_linear,
-                                  fit_patch_scorer, input_shares, load_crop_gbm, load_crop_linear, save_crop_gbm,
-                                  save_crop_linear, video_inputs, video_mean_scores)
+from features.learn.crop_models import (
+    blend_differences,
+    crop_video_scores,
+    fit_crop_gbm,
+    fit_crop_linear,
+    fit_patch_scorer,
+    input_shares,
+    load_crop_gbm,
+    load_crop_linear,
+    save_crop_gbm,
+    save_crop_linear,
+    video_inputs,
+    video_mean_scores,
+)
+from features.learn.descriptors import (
+    COOC_BINS,
+    PATCH_BINS,
+    descriptor_names,
+    patch_blend_names,
+    patch_names,
+    table_names,
+)
 
 
 def descriptor_rows(n_videos: int, signal: float, seed: int = 0, column: str = "lbp8_1_0", frames: int = 6):
@@ -88,7 +106,7 @@ def test_crop_linear_learns_from_blend_pairs_what_identity_noise_hides(tmp_path)
     train[column] += train.video_id.map(offsets)
     blended = blends_of(train, labels, column, 1.0)
     model = fit_crop_linear(train, labels, groups, seed=0, blended=blended)
-    weights = dict(zip(model.columns, model.weights))
+    weights = dict(zip(model.columns, model.weights, strict=True))
     assert weights[column] == max(weights.values()) and weights[column] > 0
     assert sorted(weights, key=lambda c: abs(weights[c]))[-1] == column
 
@@ -136,7 +154,7 @@ def test_a_model_refuses_descriptors_without_its_columns(tmp_path):
 
 
 def test_weight_shares_name_the_block_the_model_looks_at():
-    from features.crop_models import descriptor_block, weight_shares
+    from features.learn.crop_models import descriptor_block, weight_shares
 
     assert descriptor_block("cooc_d1_band_q2_7") == "residual d1 band"
     assert [descriptor_block(c) for c in ("lbp16_2_3", "spectrum_4", "seam_noise", "face_l_std")] == \
@@ -230,7 +248,7 @@ def test_crop_linear_combines_landmark_dynamics_with_its_crop_scores_and_round_t
     videos = _landmark_table(labels, seed=3)
     model = fit_crop_linear(train, labels, groups, seed=0, videos=videos)
     assert model.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd", "face_grid_blockiness"]
-    weights = dict(zip(model.video_columns, model.video_weights))
+    weights = dict(zip(model.video_columns, model.video_weights, strict=True))
     assert weights["landmark_mouth_sd"] < -1.0 and abs(weights["landmark_nose_sd"]) < abs(weights["landmark_mouth_sd"]) / 3
     assert abs(weights["face_grid_blockiness"]) * 2.0 < abs(weights["landmark_mouth_sd"]) * 0.3  # noise: less say
     assert np.allclose(model.video_fill, videos[model.video_columns].median().to_numpy())

@@ -1,8 +1,17 @@
 import cv2
 import numpy as np
 
-from features.crops import (GRID, NATIVE_MIN_SIDE, crop_native, crop_square, encode_jpeg, encode_lossless,
-                           grid_blockiness, grid_phase, square_box)
+from features.video.crops import (
+    GRID,
+    NATIVE_MIN_SIDE,
+    crop_native,
+    crop_square,
+    encode_jpeg,
+    encode_lossless,
+    grid_blockiness,
+    grid_phase,
+    square_box,
+)
 
 
 def test_square_box_adds_margin_around_the_longer_side():

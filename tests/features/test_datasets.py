@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from features.datasets import DatasetError, discover
+from features.store.datasets import DatasetError, discover
 from tests.conftest import shared_dataset
 
 

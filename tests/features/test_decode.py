@@ -3,8 +3,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from features.crops import GRID, grid_blockiness, grid_phase
-from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, probe
+from features.video.crops import GRID, grid_blockiness, grid_phase
+from features.video.decode import StepError, check_complete, frame_limit, iter_frames, open_video, probe
 from tests.conftest import shared_dataset, write_clip
 
 
@@ -114,7 +114,7 @@ def test_truncated_stream_is_reported(tmp_path):
 
 
 def probe_stub(count):
-    from features.decode import VideoProbe
+    from features.video.decode import VideoProbe
 
     return VideoProbe(64, 48, 30.0, count, 0, "mp4v")
 
@@ -129,7 +129,7 @@ def test_portrait_dfdc_clip_decodes_upright():
 
 
 def test_prefetch_keeps_order_and_reraises_decoder_errors():
-    from features.decode import prefetch
+    from features.video.decode import prefetch
 
     def frames():
         for i in range(20):
@@ -146,7 +146,7 @@ def test_prefetch_keeps_order_and_reraises_decoder_errors():
 def test_prefetch_stops_its_thread_when_the_consumer_stops(tmp_path):
     import threading
 
-    from features.decode import prefetch
+    from features.video.decode import prefetch
 
     path = _numbered_clip(tmp_path / "a.mp4", n=20)
     stream = prefetch(iter_frames(open_video(str(path), "a"), "a"), depth=2)

@@ -2,7 +2,7 @@ import json
 
 import cv2
 
-from features.demo import make_demo_dataset, plan_clips
+from features.video.demo import make_demo_dataset, plan_clips
 
 
 def test_demo_dataset_is_real_labelled_mp4_in_dfdc_layout(demo_dir):

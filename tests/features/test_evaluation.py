@@ -5,8 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.evaluation import (check_groups_within_folds, dfdc_log_loss, evaluate, grouped_folds, metrics,
-                                 plot_evaluation, prior_predictions)
+from features.learn.evaluation import (
+    check_groups_within_folds,
+    dfdc_log_loss,
+    evaluate,
+    grouped_folds,
+    metrics,
+    prior_predictions,
+)
+from features.visuals.plots import plot_evaluation
 
 
 @pytest.mark.parametrize("seed", range(5))

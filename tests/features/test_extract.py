@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from features.config import ExtractConfig
-from features.crops import NATIVE_MIN_SIDE, square_box
-from features.decode import StepError
-from features.extract import FRAME_TRACK_ID, extract_video, sample_frames
-from features.faces import HaarDetector, MtcnnDetector
+from features.video.crops import NATIVE_MIN_SIDE, square_box
+from features.video.decode import StepError
+from features.video.extract import FRAME_TRACK_ID, extract_video, sample_frames
+from features.video.faces import HaarDetector, MtcnnDetector
 from tests.conftest import face_scene, shared_dataset, write_clip
 
 
@@ -158,15 +158,15 @@ def test_tf_ssim_backend_gives_the_same_series(tmp_path, haar):
     numpy_rows = extract_video(str(clip), "one", ExtractConfig(detector="haar"), haar).ssim
     tf_rows = extract_video(str(clip), "one", ExtractConfig(detector="haar", ssim_backend="tf"), haar).ssim
     assert [(r["track_id"], r["frame_index"]) for r in numpy_rows] == [(r["track_id"], r["frame_index"]) for r in tf_rows]
-    assert max(abs(a["ssim"] - b["ssim"]) for a, b in zip(numpy_rows, tf_rows)) < 1e-3
+    assert max(abs(a["ssim"] - b["ssim"]) for a, b in zip(numpy_rows, tf_rows, strict=True)) < 1e-3
 
 
 def test_grid_blockiness_is_measured_on_the_coded_grid_of_a_rotated_video(tmp_path, haar):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg to write rotation metadata")
     import subprocess
 
-    from features.crops import grid_blockiness, grid_phase
-    from features.decode import iter_frames, open_video
+    from features.video.crops import grid_blockiness, grid_phase
+    from features.video.decode import iter_frames, open_video
 
     # Stored upside down, with block steps on the coded grid, and flagged to be turned by 180 degrees: decoded
     # upright, with sides of 4 mod 8, so the coded grid sits at (4, 4) in the upright frames.

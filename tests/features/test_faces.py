@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from features.faces import HaarDetector, MtcnnDetector, detection_scale, make_detector, stretch_luminance
+from features.video.faces import HaarDetector, MtcnnDetector, detection_scale, make_detector, stretch_luminance
 from tests.conftest import face_scene
 
 
@@ -75,7 +75,7 @@ def test_unknown_detector():
 
 
 def test_regions_at_full_resolution_find_the_face_in_frame_coordinates(mtcnn):
-    from features.faces import detect_in_rois
+    from features.video.faces import detect_in_rois
 
     frame = face_scene(960, 540)
     expected = mtcnn.detect([mtcnn.prepare(frame, 1.0)], 1.0)[0].boxes[0]
@@ -88,7 +88,7 @@ def test_regions_at_full_resolution_find_the_face_in_frame_coordinates(mtcnn):
 
 
 def test_overlapping_detections_from_neighbouring_regions_are_merged():
-    from features.faces import Detections, non_max_suppression
+    from features.video.faces import Detections, non_max_suppression
 
     dets = Detections(np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32),
                       np.array([0.9, 0.99, 0.95], np.float32), None)
@@ -112,7 +112,7 @@ def test_compiled_networks_find_the_same_faces_as_eager_mtcnn(mtcnn):
     for sizes in ([frames[0]], frames):  # one image and a batch: PNet sees many sizes, one trace serves all
         fast, slow = mtcnn.detect(sizes, 1.0), eager.detect(sizes, 1.0)
         assert [len(d) for d in fast] == [len(d) for d in slow]
-        for a, b in zip(fast, slow):
+        for a, b in zip(fast, slow, strict=True):
             np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
             np.testing.assert_allclose(a.confidences, b.confidences, atol=1e-4)
             np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.05)

@@ -16,9 +16,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from features.model_files import UnsafeModelFile, check_digest, load_skops, read_json, sha256_file, skops_types
-from features.models import fit_gbm, load_gbm, save_gbm
-from features.video_features import FEATURE_NAMES
+from features.learn.model_files import UnsafeModelFile, check_digest, load_skops, read_json, sha256_file, skops_types
+from features.learn.models import fit_gbm, load_gbm, save_gbm
+from features.learn.video_features import FEATURE_NAMES
 
 
 def gadget_pipeline(marker) -> Pipeline:
@@ -99,8 +99,8 @@ def test_a_digest_mismatch_is_refused(tmp_path):
 
 
 def test_a_keras_file_naming_a_foreign_layer_is_refused(tmp_path):
-    from features.model_files import check_keras_file
-    from features.models import build_cnn
+    from features.learn.model_files import check_keras_file
+    from features.learn.models import build_cnn
 
     build_cnn("small").save(str(tmp_path / "model.keras"))
     check_keras_file(tmp_path / "model.keras")  # our own network passes

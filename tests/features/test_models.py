@@ -8,10 +8,19 @@ import skops.io as sio
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from features.crops import encode_jpeg
-from features.models import (build_cnn, cnn_video_scores, fit_cnn, fit_gbm, keras_device, load_cnn, load_gbm, save_cnn,
-                             save_gbm)
-from features.video_features import FEATURE_NAMES
+from features.learn.models import (
+    build_cnn,
+    cnn_video_scores,
+    fit_cnn,
+    fit_gbm,
+    keras_device,
+    load_cnn,
+    load_gbm,
+    save_cnn,
+    save_gbm,
+)
+from features.learn.video_features import FEATURE_NAMES
+from features.video.crops import encode_jpeg
 
 
 def _features(n=60, seed=0):

@@ -1,7 +1,7 @@
 import pandas as pd
 
-from features.datasets import VideoEntry
-from features.plan import FileState, plan_extraction
+from features.store.datasets import VideoEntry
+from features.store.plan import FileState, plan_extraction
 
 
 def entry(vid, label="REAL", group=None):

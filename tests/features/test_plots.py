@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from features.plots import detections_png, face_gif, frames_png, sharp_drops, ssim_png
+from features.visuals.plots import detections_png, face_gif, frames_png, sharp_drops, ssim_png
 from tests.conftest import face_scene
 
 

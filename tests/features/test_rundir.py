@@ -1,6 +1,6 @@
 import pytest
 
-from features.rundir import fetched, join, read_text, staged_dir
+from features.store.rundir import fetched, join, read_text, staged_dir
 
 
 def test_join_handles_paths_and_urls():
@@ -40,7 +40,7 @@ def test_a_remote_run_dir_is_uploaded_only_when_the_block_succeeds():
 def test_prepare_run_dir_refuses_or_clears_an_existing_run(tmp_path):
     import fsspec
 
-    from features.rundir import clear_dir, prepare_run_dir, run_marker
+    from features.store.rundir import clear_dir, prepare_run_dir, run_marker
 
     for url in (str(tmp_path / "run"), "memory://dfp-test-run"):
         prepare_run_dir(url, overwrite=False)  # nothing there yet: fine

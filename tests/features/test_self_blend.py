@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from features.self_blend import face_mask, self_blend, self_blend_with_mask
+from features.learn.self_blend import face_mask, self_blend, self_blend_with_mask
 from tests.conftest import face_scene
 
 

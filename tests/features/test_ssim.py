@@ -3,7 +3,7 @@ import pytest
 import skimage.data
 from skimage.metrics import structural_similarity
 
-from features.ssim import ssim_numpy, ssim_pairs, ssim_series, ssim_tf
+from features.video.ssim import ssim_numpy, ssim_pairs, ssim_series, ssim_tf
 
 
 def _pairs():

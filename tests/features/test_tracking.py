@@ -1,7 +1,8 @@
 import numpy as np
 
-from features.faces import Detections
-from features.tracking import IouTracker, iou
+from features.video.crops import iou
+from features.video.faces import Detections
+from features.video.tracking import IouTracker
 
 
 def dets(*boxes, conf=0.99):
@@ -28,12 +29,20 @@ def test_boxes_are_interpolated_between_keyframes():
     assert second[-1].confidence > 0.9
 
 
-def test_two_faces_make_two_tracks_and_the_main_one_is_large_and_persistent():
+def test_two_faces_make_two_tracks_and_the_main_one_is_the_larger():
     tracker = IouTracker()
-    for k in range(0, 50, 10):
-        tracker.update(k, dets([0, 0, 40, 40], [100, 100, 110, 110]))
+    for k in range(0, 50, 10):  # the small face is listed first, so it becomes track 0
+        tracker.update(k, dets([100, 100, 110, 110], [0, 0, 40, 40]))
     assert len(tracker.kept_tracks(5)) == 2
-    assert tracker.main_track(5) == 0
+    assert tracker.main_track(5) == 1
+
+
+def test_of_two_equal_faces_the_main_one_is_the_more_persistent():
+    tracker = IouTracker(max_missed=10)
+    for k in range(0, 50, 10):  # track 0 is found on 3 keyframes, track 1 on all 5
+        tracker.update(k, dets([0, 0, 40, 40], [100, 100, 140, 140]) if k in (0, 20, 40) else dets([100, 100, 140, 140]))
+    assert len(tracker.kept_tracks(5)) == 2
+    assert tracker.main_track(5) == 1
 
 
 def test_missed_face_is_held_then_the_track_ends():

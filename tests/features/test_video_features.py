@@ -5,10 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.crops import encode_jpeg
-from features.video_features import (FEATURE_NAMES, FEATURES, GRID_MIN_BITS_PER_PIXEL, LANDMARK_FEATURES, VIDEO_INPUTS,
-                                     bits_per_pixel, box_stats, grid_stats, landmark_stats,
-                                     seam_stats, series_stats, video_features)
+from features.learn.video_features import (
+    FEATURE_NAMES,
+    FEATURES,
+    GRID_MIN_BITS_PER_PIXEL,
+    LANDMARK_FEATURES,
+    VIDEO_INPUTS,
+    bits_per_pixel,
+    box_stats,
+    grid_stats,
+    landmark_stats,
+    seam_stats,
+    series_stats,
+    video_features,
+)
+from features.video.crops import encode_jpeg
 from tests.conftest import face_scene
 
 
@@ -109,7 +120,7 @@ def test_no_face_video_keeps_frame_features_and_marks_face_features_missing():
 
 
 def test_spectrum_sees_blur_of_the_inner_face_whatever_the_crop_size():
-    from features.video_features import spectrum_stats
+    from features.learn.video_features import spectrum_stats
 
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur(rng.integers(0, 256, (224, 224, 3)).astype(np.uint8), (0, 0), 1.0)

@@ -122,7 +122,7 @@ def test_killed_run_resumes_with_no_duplicates(demo_dir, tmp_path):
 
 
 def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp_path):
-    from features.cache import CacheStore
+    from features.store.cache import CacheStore
 
     cache = tmp_path / "cache"
     with CacheStore(str(cache)).run_lock("extract"):

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from features.cache import CacheStore
 from features.config import ExtractConfig
-from features.datasets import discover
-from features.plan import VideoJob
+from features.store.cache import CacheStore
+from features.store.datasets import discover
+from features.store.plan import VideoJob
 from flows.inspect import inspect_video
 from flows.report import write_report
-from tasks.extract import file_state, video_row, run_extraction
+from tasks.extract import file_state, run_extraction, video_row
 from tests.conftest import shared_dataset
 
 

@@ -178,7 +178,7 @@ def test_a_served_deployment_triggered_through_the_api_runs_incrementally(server
 def test_killing_a_worker_mid_extraction_loses_and_duplicates_nothing(server, on_server, tmp_path):
     import threading
 
-    from features.demo import make_demo_dataset
+    from features.video.demo import make_demo_dataset
     from flows.extract import extract_flow
 
     data = make_demo_dataset(tmp_path / "clips", n_clips=10, frames=150, seed=3)

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
-from features.crop_descriptors import DESCRIPTORS_VERSION, PATCH_BINS
-from features.demo import make_demo_dataset
-from features.models import keras_device
-from features.video_features import VIDEO_INPUTS
+from features.learn.descriptors import DESCRIPTORS_VERSION, PATCH_BINS
+from features.learn.models import keras_device
+from features.learn.video_features import VIDEO_INPUTS
+from features.store.cache import CacheStore
+from features.video.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, evaluation_name, load_run, score_flow, score_table, train_flow
 from tasks.train import stale_descriptor_videos, video_table
-from features.cache import CacheStore
 
 pytestmark = pytest.mark.slow
 

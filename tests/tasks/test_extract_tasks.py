@@ -1,9 +1,9 @@
 import pandas as pd
 
-from features.cache import CacheStore
 from features.config import ExtractConfig
-from features.datasets import discover
-from features.plan import VideoJob
+from features.store.cache import CacheStore
+from features.store.datasets import discover
+from features.store.plan import VideoJob
 from tasks.extract import extract_video_task, file_state, record_lost_task, run_extraction
 from tests.conftest import face_scene, write_clip
 

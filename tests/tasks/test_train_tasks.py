@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from features.cache import CacheStore
-from features.crop_descriptors import descriptor_table, table_names
-from features.crops import encode_jpeg, encode_lossless
+from features.learn.descriptors import descriptor_table, table_names
+from features.store.cache import CacheStore
+from features.video.crops import encode_jpeg, encode_lossless
 from tasks.train import compute_descriptors, crop_descriptors, other_extraction_code, stale_descriptor_videos
 from tests.conftest import face_scene
 
@@ -60,7 +60,7 @@ def test_descriptors_go_stale_on_reextraction_new_code_and_a_video_relabelled_re
     _write_video(store, "fake", "REAL", "k2-new")  # now REAL, and no self-blended copies yet
     compute_descriptors.fn(store.url, stale_descriptor_videos(store))
     assert store.read_partition("descriptors", "fake").blended.sum() == 3 and stale_descriptor_videos(store) == []
-    monkeypatch.setattr("features.crop_descriptors.DESCRIPTORS_VERSION", "next")
+    monkeypatch.setattr("features.learn.descriptors.DESCRIPTORS_VERSION", "next")
     assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]
 
 

@@ -121,3 +121,18 @@ def grid_blockiness(grey: np.ndarray, box: np.ndarray, reach: float = 0.5,
     edge = np.concatenate([steps_x[:, across_x].ravel(), steps_y[across_y].ravel()]).mean()
     inside = np.concatenate([steps_x[:, ~across_x].ravel(), steps_y[~across_y].ravel()]).mean()
     return float(100 * np.log((edge + 1e-3) / (inside + 1e-3)))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (n, 4) and b (m, 4) in x1, y1, x2, y2."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)

@@ -42,7 +42,7 @@ SKOPS_ALLOWED = frozenset({
     ("sklearn.preprocessing._label.LabelEncoder", "ObjectNode"),
 })
 
-# The (module, class) of every object in the config of a network that features.models.build_cnn makes: the
+# The (module, class) of every object in the config of a network that features.learn.models.build_cnn makes: the
 # layers, their initialisers and dtype policy, the optimiser and loss it compiles with. Nothing else is loaded.
 KERAS_ALLOWED = frozenset({
     *(("keras.layers", name) for name in ("InputLayer", "Rescaling", "RandomFlip", "RandomContrast",
@@ -105,7 +105,7 @@ def skops_types(path: str | Path) -> set[tuple[str, str]]:
 
 def load_skops(path: str | Path):
     """A skops file whose every node is in SKOPS_ALLOWED; refused, naming the file and the types, otherwise."""
-    import skops.io as sio
+    import skops.io as sio  # lazy: ~1 s to import, needed only to read or write a model file
 
     check_model_file(path)
     trusted = sio.get_untrusted_types(file=str(path))  # every one of them passed the exact check above

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -114,9 +116,6 @@ def prefetch(frames: Iterator[tuple[int, np.ndarray]], depth: int) -> Iterator[t
     if depth <= 0:
         yield from frames
         return
-    import queue
-    import threading
-
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 
@@ -34,10 +35,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from features.crop_descriptors import table_names
-from features.video_features import FEATURE_NAMES
+from features.learn.descriptors import table_names
+from features.learn.video_features import FEATURE_NAMES
 
-LAYOUT_VERSION = 1
 TABLES = ("videos", "faces", "ssim", "features", "descriptors")
 
 VIDEOS_SCHEMA = pa.schema([
@@ -63,7 +63,7 @@ FACES_SCHEMA = pa.schema([
     ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
     ("detected", pa.bool_()), ("confidence", pa.float32()),
     ("landmarks", pa.list_(pa.float32())), ("crop_jpeg", pa.binary()),
-    # The same crop at the video's own pixel scale, lossless (features.crops.crop_native): what the descriptors read.
+    # The same crop at the video's own pixel scale, lossless (features.video.crops.crop_native): what the descriptors read.
     ("crop_lossless", pa.binary()),
     # Block-grid traces in the face centre of the full-resolution frame, on crop frames (crops.grid_blockiness).
     ("grid_blockiness", pa.float32()),
@@ -80,7 +80,7 @@ FEATURES_SCHEMA = pa.schema([
     *[(name, pa.float64()) for name in FEATURE_NAMES],
 ])
 
-# Per-crop descriptors of the main face (features.crop_descriptors), and of its self-blended fake (blended) for
+# Per-crop descriptors of the main face (features.learn.descriptors), and of its self-blended fake (blended) for
 # REAL videos: computed once per video and extraction, read by every fold of every crop model fit.
 # On disk the ~2,000 descriptor values of a row are one fixed-size list column (`values`, in table_names() order):
 # as ~2,000 Parquet columns, every file's footer outweighed its data and reading 130 partitions took 5 s of
@@ -314,8 +314,6 @@ class CacheStore:
         A run checks that no live lease exists, writes its own, waits `settle_s` and reads it back: of two runs
         that start together, only the one whose lease was written last still reads its own token and goes on.
         """
-        import threading
-
         path = f"{self.root.rstrip('/')}/.lock.json"
         lease = self._read_lease(path)
         if lease and lease.get("expires", 0) > time.time():

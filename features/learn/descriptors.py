@@ -1,10 +1,9 @@
 """Per-crop texture descriptors of the inner face, for frame-level classifiers aggregated to videos.
 
-Computed on the stored lossless crops at the video's own pixel scale (features.crops.crop_native; no decoding
+Computed on the stored lossless crops at the video's own pixel scale (features.video.crops.crop_native; no decoding
 of videos). Residual statistics of a face enlarged to a fixed size, or of a JPEG-stored crop, describe the
-interpolation kernel or the JPEG quantiser rather than the video (crop_linear on the development clips, split
-seeds 0-4: FF++ c23 AUC 0.834 from the 224 px JPEG crops, 0.859 from these). Zones and patches scale with the
-crop's side:
+interpolation kernel or the JPEG quantiser rather than the video (measured: bench/results/decisions.md).
+Zones and patches scale with the crop's side:
 - texture: uniform LBP histograms at two radii and the radial power spectrum of the face box resampled to
   128 px (so the source resolution is normalised away first), plus the blending-seam contrasts (sharpness,
   noise, chroma) of the face against the ring around it;
@@ -15,7 +14,7 @@ crop's side:
   from its 8 neighbours), which sees texture that pixel differences along one direction miss;
 - patch co-occurrences: the same histograms in each of the central 3 x 3 patches of a 7 x 7 grid over the crop
   (eyes, nose, mouth), for a scorer that looks for the most manipulated-looking patch rather than the average
-  (features.crop_models.PatchScorer); a self-blended row also records how much of each patch the blend covers.
+  (features.learn.crop_models.PatchScorer); a self-blended row also records how much of each patch the blend covers.
 """
 
 from __future__ import annotations
@@ -25,8 +24,11 @@ import hashlib
 
 import cv2
 import numpy as np
+import pandas as pd
+from skimage.feature import local_binary_pattern
 
-from features.video_features import crop_regions, inner_face_grey, radial_spectrum, seam_contrast
+from features.learn.self_blend import self_blend_with_mask
+from features.learn.video_features import crop_regions, decode_crops, inner_face_grey, radial_spectrum, seam_contrast
 
 # Bump when a descriptor's values change (names, zones, quantisation, the self-blend) or how the cache stores
 # them: cached descriptors are recomputed from the stored crops. "3": the values packed into one list column;
@@ -149,8 +151,7 @@ def _hellinger_classes(counts: np.ndarray) -> np.ndarray:
 
     A few classes (residuals near zero) hold most triples and the rare ones carry the traces; counts vary about
     as their square root, so the map evens out the bins' noise before the linear scorers standardise them
-    (crop_linear on the development clips, split seeds 0-7: FF++ c23 AUC 0.885 -> 0.893, better on 7 of 8
-    seeds; c23 -> c40 0.80 -> 0.87)."""
+    (measured: bench/results/decisions.md)."""
     hists = np.stack([np.bincount(_BIN_OF_TRIPLE, row, COOC_BINS) for row in counts])
     totals = hists.sum(1, keepdims=True)
     return np.sqrt(np.divide(hists, totals, out=np.zeros_like(hists), where=totals > 0))
@@ -216,8 +217,6 @@ def residual_cooccurrence(grey: np.ndarray, mask: np.ndarray, step: float, order
 def crop_descriptor(crop_bgr: np.ndarray, margin: float, grey: np.ndarray | None = None) -> np.ndarray:
     """The descriptor (descriptor_names()) of one square BGR crop whose face box sits inside a `margin` border
     (`grey`: the crop's float32 grey image, when the caller has it)."""
-    from skimage.feature import local_binary_pattern
-
     face = cv2.resize(inner_face_grey(crop_bgr, margin), (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
     values: list[float] = []
     for points, radius in _LBP:
@@ -265,15 +264,10 @@ def descriptor_table(crops, margins: dict[str, float], self_blended: bool = Fals
     video): the same (video_id, frame_index) keys as without, so every synthetic fake pairs with the real crop it
     was made from.
     """
-    import pandas as pd
-
-    from features.self_blend import self_blend_with_mask
-    from features.video_features import decode_crops
-
     rows, keys = [], []
     for vid, part in crops.groupby("video_id", sort=True):
         rng = blend_rng(vid) if self_blended else None
-        for frame_index, blob in zip(part.frame_index, part.crop_lossless):
+        for frame_index, blob in zip(part.frame_index, part.crop_lossless, strict=True):
             decoded = decode_crops([blob])
             if not decoded:
                 continue

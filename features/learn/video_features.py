@@ -46,7 +46,7 @@ FEATURES: dict[str, str] = {
                          "the main face): how much the expression moves; generated faces move less",
     "landmark_nose_sd": "log standard deviation over keyframes of nose-to-eye-midpoint distance / eye distance",
     "landmark_vertical_sd": "log standard deviation over keyframes of mouth-to-eye-midpoint distance / eye distance",
-    "face_grid_blockiness": "mean over stored crops of the face centre's block-grid traces (features.crops."
+    "face_grid_blockiness": "mean over stored crops of the face centre's block-grid traces (features.video.crops."
                             "grid_blockiness); NaN when the video has under GRID_MIN_BITS_PER_PIXEL bits per pixel",
     "det_confidence_mean": "mean MTCNN confidence on keyframes where the main face was detected",
     "det_confidence_min": "lowest MTCNN confidence of the main face",

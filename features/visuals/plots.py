@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from features.learn.video_features import drop_mask
 
 REAL_COLOR, FAKE_COLOR = "#1f77b4", "#d62728"
 LABEL_COLORS = {"REAL": REAL_COLOR, "FAKE": FAKE_COLOR}
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend must be chosen before pyplot loads, and only drawing needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: see above
 
     return plt
 
@@ -25,10 +31,10 @@ def detections_png(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | No
     `rows` holds (detector name, RGB frame, boxes (n, 4) x1 y1 x2 y2, RGB crop of the main face or None).
     """
     plt = _plt()
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # lazy: with pyplot
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(13, 3.6 * len(rows)), squeeze=False)
-    for (name, frame, boxes, crop), ax in zip(rows, axes):
+    for (name, frame, boxes, crop), ax in zip(rows, axes, strict=True):
         ax[0].imshow(frame)
         ax[0].set_title(f"{name}: original frame")
         ax[1].imshow(frame)
@@ -58,7 +64,7 @@ def frames_png(frames: list[tuple[int, np.ndarray]], columns: int, title: str, p
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows * h / w + 0.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (index, frame) in zip(axes.ravel(), frames):
+    for ax, (index, frame) in zip(axes.ravel(), frames, strict=False):
         ax.imshow(frame)
         ax.set_title(f"frame {index}")
     fig.suptitle(title, fontsize=13)
@@ -70,8 +76,6 @@ def frames_png(frames: list[tuple[int, np.ndarray]], columns: int, title: str, p
 
 def face_gif(crops: list[np.ndarray], fps: float, path: Path) -> Path:
     """The zoomed face track as an animated GIF at the video's frame rate."""
-    from PIL import Image
-
     images = [Image.fromarray(c) for c in crops]
     duration = int(round(1000 / fps)) if fps and fps > 0 else 40
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
@@ -91,7 +95,7 @@ def ssim_png(frame_series: tuple[np.ndarray, np.ndarray], face_series: tuple[np.
         color = LABEL_COLORS.get(label or "", "black")
         ax.plot(face_series[0] / scale, face_series[1], color=color, label="main face", linewidth=1.5)
         if len(drops):
-            values = dict(zip(face_series[0], face_series[1]))
+            values = dict(zip(face_series[0], face_series[1], strict=True))
             ax.scatter(drops / scale, [values[d] for d in drops], color="orange", zorder=3, s=40,
                        label=f"sharp drops ({len(drops)})")
     ax.set(xlabel=f"time ({unit})", ylabel="SSIM with previous frame (1 = identical)", title=title)
@@ -104,8 +108,6 @@ def ssim_png(frame_series: tuple[np.ndarray, np.ndarray], face_series: tuple[np.
 
 def sharp_drops(values: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Frames where SSIM falls more than 3 robust deviations (and at least 0.02) below its median."""
-    from features.video_features import drop_mask
-
     if len(values) < 3:
         return np.array([], int)
     return frames[drop_mask(np.asarray(values, np.float64))]
@@ -143,3 +145,48 @@ def comparison_png(videos: list[tuple[str, list[np.ndarray], tuple[np.ndarray, n
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def plot_evaluation(frame: pd.DataFrame, out_dir, title: str, score: str = "p_fake") -> dict[str, str]:
+    """ROC curve, calibration curve and score distributions as PNG files; returns their paths."""
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y = (frame.label == "FAKE").to_numpy(int)
+    p = frame[score].to_numpy(np.float64)
+    paths = {}
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if len(np.unique(y)) == 2:
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, color=FAKE_COLOR, label=f"model (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
+    ax.set(xlabel="false positive rate (REAL called FAKE)", ylabel="true positive rate (FAKE caught)",
+           title=f"ROC — {title}")
+    ax.legend(loc="lower right")
+    paths["roc"] = str(out / "roc.png")
+    fig.savefig(paths["roc"], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = max(2, min(10, len(y) // 5))
+    frac, mean_p = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+    ax.plot(mean_p, frac, "o-", color=FAKE_COLOR, label="model")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    ax.set(xlabel="predicted P(FAKE)", ylabel="observed FAKE fraction", title=f"Calibration — {title}",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    paths["calibration"] = str(out / "calibration.png")
+    fig.savefig(paths["calibration"], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    edges = np.linspace(0, 1, 21)
+    ax.hist(p[y == 0], bins=edges, alpha=0.6, color=REAL_COLOR, label=f"REAL (n={int((y == 0).sum())})")
+    ax.hist(p[y == 1], bins=edges, alpha=0.6, color=FAKE_COLOR, label=f"FAKE (n={int((y == 1).sum())})")
+    ax.set(xlabel="predicted P(FAKE)", ylabel="videos", title=f"Score distribution — {title}")
+    ax.legend()
+    paths["scores"] = str(out / "scores.png")
+    fig.savefig(paths["scores"], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return paths

@@ -1,4 +1,4 @@
-"""Leakage-safe splits, video-level metrics as the field reports them, breakdowns and plots."""
+"""Leakage-safe splits, video-level metrics as the field reports them, and breakdowns (plots: visuals.plots)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-
-from features.plots import FAKE_COLOR, REAL_COLOR
 
 # The DFDC competition clipped submitted probabilities to [1e-15, 1 - 1e-15] before the log loss.
 DFDC_EPS = 1e-15
@@ -98,56 +96,3 @@ def evaluate(frame: pd.DataFrame, score: str = "p_fake", prior: str = "p_prior")
             parts[str(value)] = {"model": metrics(py, part[score]), "prior": prior_metrics(py, part[prior])}
         result["breakdowns"][column] = parts
     return result
-
-
-def plot_evaluation(frame: pd.DataFrame, out_dir, title: str, score: str = "p_fake") -> dict[str, str]:
-    """ROC curve, calibration curve and score distributions as PNG files; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import roc_curve
-
-    from pathlib import Path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    y = (frame.label == "FAKE").to_numpy(int)
-    p = frame[score].to_numpy(np.float64)
-    paths = {}
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    if len(np.unique(y)) == 2:
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, color=FAKE_COLOR, label=f"model (AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    ax.set(xlabel="false positive rate (REAL called FAKE)", ylabel="true positive rate (FAKE caught)",
-           title=f"ROC — {title}")
-    ax.legend(loc="lower right")
-    paths["roc"] = str(out / "roc.png")
-    fig.savefig(paths["roc"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    bins = max(2, min(10, len(y) // 5))
-    frac, mean_p = calibration_curve(y, p, n_bins=bins, strategy="quantile")
-    ax.plot(mean_p, frac, "o-", color=FAKE_COLOR, label="model")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.set(xlabel="predicted P(FAKE)", ylabel="observed FAKE fraction", title=f"Calibration — {title}",
-           xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left")
-    paths["calibration"] = str(out / "calibration.png")
-    fig.savefig(paths["calibration"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    edges = np.linspace(0, 1, 21)
-    ax.hist(p[y == 0], bins=edges, alpha=0.6, color=REAL_COLOR, label=f"REAL (n={int((y == 0).sum())})")
-    ax.hist(p[y == 1], bins=edges, alpha=0.6, color=FAKE_COLOR, label=f"FAKE (n={int((y == 1).sum())})")
-    ax.set(xlabel="predicted P(FAKE)", ylabel="videos", title=f"Score distribution — {title}")
-    ax.legend()
-    paths["scores"] = str(out / "scores.png")
-    fig.savefig(paths["scores"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return paths

@@ -1,7 +1,7 @@
 """Real/fake classifiers: calibrated gradient boosting on per-video features, and a small Keras CNN on face crops
-(the frame-level models on crop descriptors live in features.crop_models).
+(the frame-level models on crop descriptors live in features.learn.crop_models).
 
-Models are saved in formats that load without running arbitrary code (features.model_files): skops, checked
+Models are saved in formats that load without running arbitrary code (features.learn.model_files): skops, checked
 against the exact types a saved pipeline holds, for the gradient-boosted pipeline; Keras `.keras`, its config
 checked against the CNN's own layers and loaded with safe_mode, for the CNN.
 """
@@ -19,11 +19,15 @@ import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
-from features.model_files import check_keras_file, load_skops, read_json
-from features.video_features import FEATURE_NAMES, decode_crops
+from features.learn.model_files import check_keras_file, load_skops, read_json
+from features.learn.self_blend import self_blend
+from features.learn.video_features import FEATURE_NAMES, decode_crops
+
 
 def make_gbm(seed: int = 0, calibration_cv=3, columns: list[str] | None = None) -> Pipeline:
     """One Pipeline from raw feature rows to calibrated P(FAKE): column selection, boosting, Platt scaling."""
@@ -57,22 +61,20 @@ def fit_gbm(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, seed: int = 0) -
 
 
 def save_gbm(model: Pipeline, path: str | Path) -> None:
-    import skops.io as sio
+    import skops.io as sio  # lazy: ~1 s to import, needed only to read or write a model file
 
     sio.dump(model, str(path))
 
 
 def load_gbm(path: str | Path) -> Pipeline:
-    """Load a skops file holding only the exact types a saved gbm holds (features.model_files.SKOPS_ALLOWED)."""
+    """Load a skops file holding only the exact types a saved gbm holds (features.learn.model_files.SKOPS_ALLOWED)."""
     return load_skops(path)
 
 
 def gbm_importances(model: Pipeline, X: pd.DataFrame, y: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Permutation importance (drop in ROC AUC) of each feature on the given rows."""
-    from sklearn.inspection import permutation_importance
-
     result = permutation_importance(model, X, y, scoring="roc_auc", n_repeats=5, random_state=seed)
-    return {name: float(v) for name, v in zip(X.columns, result.importances_mean)}
+    return {name: float(v) for name, v in zip(X.columns, result.importances_mean, strict=True)}
 
 
 # --- the CNN on face crops -------------------------------------------------------------------------------
@@ -88,8 +90,8 @@ def build_cnn(size: str = "small", seed: int = 0, augmentation: tuple[str, ...] 
 
     `augmentation`, applied in training only: any of horizontal "flip", "contrast" (±20%) and "translation" (±5%).
     """
-    import keras
-    from keras import layers
+    import keras  # lazy: imports TensorFlow (seconds), only for the cnn model
+    from keras import layers  # lazy: with keras
 
     makers = {"flip": lambda: layers.RandomFlip("horizontal", seed=seed),
               "contrast": lambda: layers.RandomContrast(0.2, seed=seed),
@@ -121,20 +123,20 @@ def build_cnn(size: str = "small", seed: int = 0, augmentation: tuple[str, ...] 
 def keras_device() -> str:
     """Where Keras trains in this process and with what: "GPU (name)" or "CPU", then the Keras version and the
     backend that KERAS_BACKEND chose (TensorFlow by default; a saved .keras loads on any backend)."""
-    import keras
+    import keras  # lazy: imports TensorFlow (seconds), only for the cnn model
 
     backend = keras.backend.backend()
     if backend == "torch":
-        import torch as module
+        import torch as module  # lazy: only the backend Keras runs on
 
         device = f"GPU ({module.cuda.get_device_name(0)})" if module.cuda.is_available() else "CPU"
     elif backend == "jax":
-        import jax as module
+        import jax as module  # lazy: only the backend Keras runs on
 
         first = module.devices()[0]
         device = "CPU" if first.platform == "cpu" else f"GPU ({first.device_kind})"
     else:
-        import tensorflow as module
+        import tensorflow as module  # lazy: only the backend Keras runs on
 
         gpus = module.config.list_physical_devices("GPU")
         device = f"GPU ({gpus[0].name})" if gpus else "CPU"
@@ -150,8 +152,6 @@ def crop_array(jpegs, side: int) -> np.ndarray:
 
 def self_blended_array(jpegs, side: int, margin: float, rng: np.random.Generator) -> np.ndarray:
     """A self-blended fake of each crop, blended at full crop resolution, then sized like crop_array."""
-    from features.self_blend import self_blend
-
     out = [cv2.cvtColor(cv2.resize(self_blend(image, margin, rng), (side, side), interpolation=cv2.INTER_AREA),
                         cv2.COLOR_BGR2RGB) for image in decode_crops(jpegs)]
     return np.stack(out) if out else np.zeros((0, side, side, 3), np.uint8)
@@ -180,7 +180,7 @@ def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str],
     rng = np.random.default_rng(seed)
     unique = np.unique(group_of)
     held = set(rng.choice(unique, size=max(1, len(unique) // 4), replace=False)) if len(unique) >= 4 else set()
-    calib = {v for v, g in zip(vids, group_of) if g in held}
+    calib = {v for v, g in zip(vids, group_of, strict=True) if g in held}
     if len({labels[v] for v in calib}) < 2 or len({labels[v] for v in set(vids) - calib}) < 2:
         calib = set()  # too few groups to hold any out: the network's own scale is kept
     train = crops[~crops.video_id.isin(calib)]
@@ -194,12 +194,10 @@ def fit_cnn(crops: pd.DataFrame, labels: dict[str, int], groups: dict[str, str],
     network.fit(x[order], y[order], epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     model = CnnModel(network)
     if calib:
-        from sklearn.linear_model import LogisticRegression
-
         ids = sorted(calib)
         logits = np.array([video_logit(network, crops[crops.video_id == v], side) for v in ids])
         keep = np.isfinite(logits)
-        platt = LogisticRegression(C=1.0).fit(logits[keep, None], [labels[v] for v, k in zip(ids, keep) if k])
+        platt = LogisticRegression(C=1.0).fit(logits[keep, None], [labels[v] for v, k in zip(ids, keep, strict=True) if k])
         model.scale, model.shift = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     return model
 
@@ -235,7 +233,7 @@ def save_cnn(model: CnnModel, path: str | Path) -> None:
 def load_cnn(path: str | Path) -> CnnModel:
     """The network (its config checked against build_cnn's layers first, then loaded in safe mode) and its
     calibration."""
-    import keras
+    import keras  # lazy: imports TensorFlow (seconds), only for the cnn model
 
     check_keras_file(path)
     calibration = read_json(str(path) + ".calibration.json")

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 
 from features.config import ExtractConfig
-from features.crops import crop_native, crop_square, encode_jpeg, encode_lossless, grid_blockiness, grid_phase
-from features.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
-from features.faces import Detections, detect_in_rois, detection_scale
-from features.ssim import ssim_pairs, ssim_series
-from features.tracking import FrameBox, IouTracker
+from features.video.crops import crop_native, crop_square, encode_jpeg, encode_lossless, grid_blockiness, grid_phase
+from features.video.decode import StepError, check_complete, frame_limit, iter_frames, open_video, prefetch, probe
+from features.video.faces import Detections, detect_in_rois, detection_scale
+from features.video.ssim import ssim_pairs, ssim_series
+from features.video.tracking import FrameBox, IouTracker
 
 FRAME_TRACK_ID = -1  # track id of the whole-frame SSIM series
 
@@ -141,7 +141,7 @@ class _VideoExtractor:
         if scheduled:
             with _step(self.video, "detect", scheduled[0][0]):
                 results = self.detector.detect([im for _, im in scheduled], self.scale)
-            found = {i: d for (i, _), d in zip(scheduled, results)}
+            found = {i: d for (i, _), d in zip(scheduled, results, strict=True)}
         anchor = [t.last_box for t in self.tracker.tracks.values() if not t.ended]
         regions: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
         for index, prepared, frame in self.keyframes:
@@ -154,7 +154,7 @@ class _VideoExtractor:
         if regions:
             with _step(self.video, "detect", regions[0][0]):
                 results = detect_in_rois(self.detector, [(f, boxes) for _, f, boxes in regions])
-            found.update({index: d for (index, _, _), d in zip(regions, results)})
+            found.update({index: d for (index, _, _), d in zip(regions, results, strict=True)})
         return found
 
     def flush(self) -> None:
@@ -209,14 +209,14 @@ class _VideoExtractor:
             with _step(self.video, "ssim", self.frame_series[1][0]):
                 values = ssim_series(np.stack([small for _, small in self.frame_series]), backend, device)
             self.ssim_rows += [{"track_id": FRAME_TRACK_ID, "frame_index": i, "ssim": float(v), "sharpness": sharpness(b)}
-                               for (i, b), v in zip(self.frame_series[1:], values)]
+                               for (i, b), v in zip(self.frame_series[1:], values, strict=True)]
             self.frame_series = self.frame_series[-1:]
         if self.face_pairs:
             with _step(self.video, "ssim", self.face_pairs[0][1]):
                 values = ssim_pairs(np.stack([a for _, _, a, _ in self.face_pairs]),
                                     np.stack([b for _, _, _, b in self.face_pairs]), backend, device)
             self.ssim_rows += [{"track_id": tid, "frame_index": i, "ssim": float(v), "sharpness": sharpness(b)}
-                               for (tid, i, _, b), v in zip(self.face_pairs, values)]
+                               for (tid, i, _, b), v in zip(self.face_pairs, values, strict=True)]
             self.face_pairs = []
         self.timings["ssim_s"] += time.perf_counter() - t
 

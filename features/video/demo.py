@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import matplotlib.cbook
 import numpy as np
+import skimage.data
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,6 @@ class Portrait:
 
 def load_portraits() -> list[Portrait]:
     """Face photos shipped with scikit-image and matplotlib; no downloads."""
-    import matplotlib.cbook
-    import skimage.data
-
     astronaut = skimage.data.astronaut()
     hopper_path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     hopper = cv2.cvtColor(cv2.imread(str(hopper_path)), cv2.COLOR_BGR2RGB)
@@ -41,8 +40,6 @@ def load_portraits() -> list[Portrait]:
 
 def lfw_faces() -> np.ndarray:
     """skimage's 25x25 LFW subset as uint8 RGB, used as low-resolution donor faces."""
-    import skimage.data
-
     faces = (skimage.data.lfw_subset() * 255).astype(np.uint8)
     return np.repeat(faces[..., None], 3, axis=-1)
 

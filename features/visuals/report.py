@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.plots import FAKE_COLOR, REAL_COLOR, _plt
+from features.visuals.plots import FAKE_COLOR, REAL_COLOR, _plt
 
 UNLABELLED_COLOR = "#7f7f7f"
 
@@ -50,7 +50,7 @@ def sparkline(values: np.ndarray, width: int = 160, height: int = 36) -> str:
     span = hi - lo or 1.0
     xs = np.linspace(0, width, len(values))
     ys = height - 2 - (values - lo) / span * (height - 4)
-    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
     return (f"<svg width='{width}' height='{height}' role='img' aria-label='face SSIM'>"
             f"<polyline fill='none' stroke='#444' stroke-width='1' points='{points}'/></svg>")
 
@@ -114,7 +114,7 @@ def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, 
     rng = np.random.default_rng(seed)
     ok = videos[videos.status == "ok"]
     picked = []
-    for label, part in ok.groupby(ok.label.fillna("unlabelled")):
+    for _, part in ok.groupby(ok.label.fillna("unlabelled")):
         take = min(len(part), max(1, sample // max(1, ok.label.fillna("unlabelled").nunique())))
         picked.append(part.iloc[rng.permutation(len(part))[:take]])
     chosen = pd.concat(picked) if picked else ok.iloc[:0]

@@ -1,4 +1,4 @@
-"""Frame-level models on crop descriptors (features.crop_descriptors), aggregated to one P(FAKE) per video.
+"""Frame-level models on crop descriptors (features.learn.descriptors), aggregated to one P(FAKE) per video.
 
 Both learn from every stored main-face crop labelled as its video, plus self-blended fakes of the REAL crops:
 - crop_gbm: gradient boosting on the texture descriptors;
@@ -10,7 +10,7 @@ Both learn from every stored main-face crop labelled as its video, plus self-ble
   see the face differently (their video scores correlate about 0.3 on the development clips), and their
   combination is learnt, not fixed.
 A video's inputs are the mean crop score (and the mean patch score), and for crop_linear the video's landmark
-dynamics (features.video_features.LANDMARK_FEATURES: how much the expression moves, which generated faces do
+dynamics (features.learn.video_features.LANDMARK_FEATURES: how much the expression moves, which generated faces do
 less) and the block-grid traces in its face centre (face_grid_blockiness: a face re-synthesised before the last
 encoding lacks the earlier encodings' grid); a logistic regression on them, fitted on out-of-fold inputs of the
 training videos (3 folds by leakage group), weighs and calibrates them: in-sample scores would be overconfident.
@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,17 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from features.crop_descriptors import (PATCH_BINS, descriptor_names, patch_blend_names, patch_names, patch_positions,
-                                       texture_names)
-from features.model_files import load_skops, read_json
-from features.video_features import VIDEO_INPUTS
+from features.learn.descriptors import (
+    PATCH_BINS,
+    descriptor_names,
+    patch_blend_names,
+    patch_names,
+    patch_positions,
+    texture_names,
+)
+from features.learn.evaluation import grouped_folds
+from features.learn.model_files import load_skops, read_json
+from features.learn.video_features import VIDEO_INPUTS
 
 KEYS = ["video_id", "frame_index"]
 LINEAR_C = 0.1  # L2 strength of crop_linear, fixed in advance (never tuned on reported folds)
@@ -145,9 +152,9 @@ def crop_video_scores(model, descriptors: pd.DataFrame, video_ids: list[str],
     z = model.scale * inputs["crop"] + model.shift
     if "patch" in inputs:
         z = z + model.patch_scale * inputs["patch"]
-    for column, weight in zip(getattr(model, "video_columns", []), getattr(model, "video_weights", [])):
+    for column, weight in zip(getattr(model, "video_columns", []), getattr(model, "video_weights", []), strict=True):
         z = z + weight * inputs[column]
-    scores = dict(zip(inputs.index, 1 / (1 + np.exp(-z.clip(-30, 30)))))
+    scores = dict(zip(inputs.index, 1 / (1 + np.exp(-z.clip(-30, 30))), strict=True))
     return {v: float(scores.get(v, math.nan)) for v in video_ids}
 
 
@@ -155,14 +162,12 @@ def _calibrated(fit: Callable[[set[str]], object], descriptors: pd.DataFrame, la
                 groups: dict[str, str], seed: int, videos: pd.DataFrame | None = None):
     """Fit on every video, with the final logistic combination (Platt scaling when the model has one input)
     learnt on out-of-fold video_inputs of 3 inner grouped folds."""
-    from features.evaluation import grouped_folds
-
     vids = np.array(sorted(labels))
     inner = grouped_folds(np.array([labels[v] for v in vids]), np.array([groups[v] for v in vids]), 3, seed=seed)
     held = pd.concat([video_inputs(fit(set(vids[inner != f])), descriptors[descriptors.video_id.isin(set(vids[inner == f]))],
                                    videos) for f in np.unique(inner)])
     combination = LogisticRegression(C=1.0).fit(held.to_numpy(), held.index.map(labels).to_numpy())
-    coefficients = dict(zip(held.columns, combination.coef_[0]))
+    coefficients = dict(zip(held.columns, combination.coef_[0], strict=True))
     model = fit(set(vids))
     model.scale, model.shift = float(coefficients["crop"]), float(combination.intercept_[0])
     if "patch" in held:
@@ -308,7 +313,7 @@ def input_shares(model: CropLinearModel, descriptors: pd.DataFrame, videos: pd.D
     video columns): |coefficient| x standard deviation of the input, normalised to sum to 1."""
     inputs = video_inputs(model, descriptors, videos)
     coefficients = {"crop": model.scale, "patch": model.patch_scale,
-                    **dict(zip(model.video_columns, np.asarray(model.video_weights, float).tolist()))}
+                    **dict(zip(model.video_columns, np.asarray(model.video_weights, float).tolist(), strict=True))}
     spread = {k: abs(coefficients[k]) * float(inputs[k].std()) for k in inputs.columns}
     total = sum(spread.values()) or 1.0
     return {k: round(v / total, 4) for k, v in spread.items()}
@@ -316,7 +321,7 @@ def input_shares(model: CropLinearModel, descriptors: pd.DataFrame, videos: pd.D
 
 def save_crop_gbm(model: CropModel, path: str | Path) -> None:
     """The classifier as skops, its calibration and columns as JSON beside it."""
-    import skops.io as sio
+    import skops.io as sio  # lazy: ~1 s to import, needed only to read or write a model file
 
     sio.dump(model.classifier, str(path))
     Path(str(path) + ".calibration.json").write_text(json.dumps({"scale": model.scale, "shift": model.shift,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from features.datasets import VideoEntry
+from features.store.datasets import VideoEntry
 
 # Columns that come from the dataset listing, not from extraction: a change there needs no decoding.
 METADATA_COLUMNS = ("dataset", "dataset_format", "path", "relpath", "label", "split", "original",

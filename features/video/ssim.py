@@ -55,7 +55,7 @@ def _check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def ssim_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean SSIM of each pair (a[i], b[i]) of uint8 grey images; returns shape (n,)."""
     a, b = _check(a, b)
-    return np.array([_ssim_stats(_Stats(x), _Stats(y)) for x, y in zip(a, b)], np.float32)
+    return np.array([_ssim_stats(_Stats(x), _Stats(y)) for x, y in zip(a, b, strict=True)], np.float32)
 
 
 def ssim_series_numpy(images: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ def ssim_series_numpy(images: np.ndarray) -> np.ndarray:
 
 def ssim_tf(a: np.ndarray, b: np.ndarray, device: str | None = None) -> np.ndarray:
     """The same SSIM with TensorFlow ops, batched on the given device (for example 'GPU:0')."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: seconds to import, only for the TF backend or MTCNN
 
     a, b = _check(a, b)
     if len(a) == 0:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from features.video.crops import crop_square, iou, square_box
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -141,7 +143,7 @@ def _compile_stages(model) -> bool:
     about half of the detection time. One trace per network (any image size and batch) halves it with the same
     boxes (tested). Returns False, leaving the models eager, if mtcnn's internals are not as expected.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: seconds to import, only for the TF backend or MTCNN
 
     stages = getattr(model, "_stages", None)
     if not stages or not all(hasattr(stage, "_model") for stage in stages):
@@ -160,8 +162,6 @@ def detect_in_rois(detector, frames: list[tuple[np.ndarray, list[np.ndarray]]], 
     cut from the full-resolution frame and resized to `roi_size` pixels, so every region is one size and the
     whole set is one batch. Detections are mapped back to frame pixels and merged per frame.
     """
-    from features.crops import crop_square, square_box
-
     images, origins = [], []
     for n, (frame, boxes) in enumerate(frames):
         for box in boxes:
@@ -170,7 +170,7 @@ def detect_in_rois(detector, frames: list[tuple[np.ndarray, list[np.ndarray]]], 
             origins.append((n, sq[0], sq[1], max(int(sq[2] - sq[0]), 1) / roi_size))
     found = detector.detect(images, 1.0) if images else []
     per_frame: list[list] = [[] for _ in frames]
-    for dets, (n, x0, y0, factor) in zip(found, origins):
+    for dets, (n, x0, y0, factor) in zip(found, origins, strict=True):
         if len(dets):
             landmarks = None if dets.landmarks is None else dets.landmarks * factor + np.tile([x0, y0], 5)
             per_frame[n].append(Detections((dets.boxes * factor + np.array([x0, y0, x0, y0])).astype(np.float32),
@@ -189,8 +189,6 @@ def detect_in_rois(detector, frames: list[tuple[np.ndarray, list[np.ndarray]]], 
 
 def non_max_suppression(dets: Detections, iou_threshold: float) -> Detections:
     """Keep the most confident of overlapping detections (regions of neighbouring faces can overlap)."""
-    from features.tracking import iou
-
     if len(dets) < 2:
         return dets
     conf = np.nan_to_num(dets.confidences, nan=0.0)
