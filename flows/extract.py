@@ -168,6 +168,11 @@ def summary_markdown(summary: dict, manifests: list[dict]) -> str:
         "", "| this run | videos |", "|---|---|", f"| added (new) | {summary['added']} |",
         f"| redone (changed, forced, retried, lost) | {summary['redone']} |",
     ]
+    if summary.get("aborted"):
+        lines[3:3] = [f"**Run stopped**: {summary['aborted']}", ""]
+    if summary.get("warnings"):
+        lines += ["", f"## Listing warnings ({len(summary['warnings'])})", "", "| warning |", "|---|"]
+        lines += [f"| {w.replace('|', '/')} |" for w in summary["warnings"]]
     if summary["failed_videos"]:
         lines += ["", "## Failed", "", "| video | error |", "|---|---|"]
         lines += [f"| {f['video_id']} | {(f['error'] or '').replace('|', '/')} |" for f in summary["failed_videos"]]

@@ -12,6 +12,7 @@ from features.store.cache import CacheStore, is_storage_full
 from features.store.datasets import VideoEntry
 from features.store.plan import VideoJob
 from flows.cli import extract_exit_code
+from flows.extract import extract_flow, summarize, summary_markdown
 from tasks.extract import extract_video_task
 
 
@@ -65,3 +66,41 @@ def test_a_run_stopped_by_a_full_disk_exits_3_with_one_line(capsys):
     assert err == ["dfp extract: error: run stopped: cache write failed for ds/a: c is out of space: [Errno 28] "
                    "(free space, then rerun: what was committed stays cached)"]
 
+
+
+def test_the_summary_page_says_why_the_run_stopped_and_lists_the_listing_warnings(tmp_path):
+    manifests = [{"video_id": "ds/a", "status": "failed", "seconds": 1.0, "storage_full": True,
+                  "error": "cache write failed for ds/a: c is out of space: [Errno 28]"}]
+    config = ExtractConfig(datasets=[str(tmp_path)], cache=str(tmp_path / "cache"))
+    summary = summarize(manifests, 3, {"new": 3}, 2.0, config, warnings=["ds/b.mp4: not in labels.csv, listed unlabelled"])
+    page = summary_markdown(summary, manifests)
+    assert "**Run stopped**: cache write failed for ds/a: c is out of space: [Errno 28]" in page
+    assert "## Listing warnings (1)" in page and "| ds/b.mp4: not in labels.csv, listed unlabelled |" in page
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_flow_after_the_first_video_and_leaves_no_temporary_file(prefect_harness, demo_dir,
+                                                                                         tmp_path, monkeypatch):
+    """End to end through run_jobs: the first storage-full manifest cancels every other video, without retries.
+
+    The cluster runs its worker in this process (threads), so the patched write reaches the task."""
+    from distributed import LocalCluster
+
+    cache = tmp_path / "cache"
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(args[1] if len(args) > 1 else None)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(CacheStore, "write_video", full_disk)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        summary = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=str(cache), detector="haar",
+                                             dask_address=cluster.scheduler_address, max_frames=10))
+    assert summary["videos"] == 8
+    assert summary["aborted"].startswith("cache write failed for ") and "is out of space" in summary["aborted"]
+    # The first manifest stops the run; at most the one video already running on the worker also tried to write.
+    assert summary["extracted"] == 1 and summary["failed"] == 1 and summary["ok"] == 0
+    ids = [entry["video_id"] for entry in calls]
+    assert 1 <= len(ids) <= 2 and len(set(ids)) == len(ids)  # no video was retried
+    assert [p.name for p in cache.rglob(".tmp-*")] == []
