@@ -43,8 +43,8 @@ def _extract(config: ExtractConfig) -> dict:
         logger.warning(warning)
     plan = plan_videos(entries, config)
     logger.info("%d videos: %s (config %s)", len(entries), plan.counts(), config.config_hash)
-    if plan.refresh:
-        refresh_metadata(plan.refresh, config.cache)
+    if plan.refresh or plan.restat:
+        refresh_metadata(plan.refresh, config.cache, plan.restat)
     manifests = run_jobs(plan.todo, config)
     summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config,
                         warnings=warnings)
@@ -63,7 +63,7 @@ def nothing_to_do(config: ExtractConfig) -> dict | None:
     started = time.perf_counter()
     entries = discover_videos.fn(config.datasets)
     plan = plan_videos.fn(entries, config)
-    if plan.todo or plan.refresh:
+    if plan.todo or plan.refresh or plan.restat:
         return None
     CacheStore(config.cache).write_config(config.output_settings(), config.config_hash)
     summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config,
@@ -145,7 +145,8 @@ def summarize(manifests: list[dict], n_videos: int, plan_counts: dict, elapsed: 
         "added": plan_counts.get("new", 0),
         "redone": redone,
         "refreshed": plan_counts.get("refresh", 0),
-        "reasons": {k: v for k, v in plan_counts.items() if k not in ("todo", "skipped", "refresh")},
+        "restat": plan_counts.get("restat", 0),  # cached videos whose new file stat was recorded (touched files)
+        "reasons": {k: v for k, v in plan_counts.items() if k not in ("todo", "skipped", "refresh", "restat")},
         "seconds_per_video": round(per_video, 3),
         "wall_s": round(elapsed, 2),
         "config_hash": config.config_hash,

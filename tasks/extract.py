@@ -14,7 +14,14 @@ from prefect.cache_policies import NO_CACHE
 
 from features import FEATURE_CODE_VERSION
 from features.config import ExtractConfig
-from features.store.cache import CacheStore, cache_key, fingerprint_file, is_storage_full
+from features.store.cache import (
+    CacheStore,
+    cache_key,
+    file_stat,
+    fingerprint_file,
+    is_storage_full,
+    reusable_fingerprint,
+)
 from features.store.datasets import VideoEntry, discover
 from features.store.plan import LOST_TASK_STEP, METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
 from features.video.decode import StepError
@@ -30,54 +37,53 @@ def discover_videos(datasets: list[str]) -> list[VideoEntry]:
 
 @task(name="plan-extraction", cache_policy=NO_CACHE, persist_result=False)
 def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionPlan:
-    """Fingerprint every video and compare with the cache: what to extract, skip or refresh."""
-    with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
-        states = dict(zip((e.video_id for e in entries), pool.map(lambda e: file_state(e, config), entries), strict=True))
+    """Fingerprint every new or changed video and compare with the cache: what to extract, skip or refresh.
+
+    A file whose stat matches its videos row is not opened (cache.file_stat): a no-op rerun reads no video."""
     store = CacheStore(config.cache)
-    cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", *METADATA_COLUMNS])
+    cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", "fingerprint", "file_stat",
+                                           *METADATA_COLUMNS])
+    rows = {r["video_id"]: r for r in cached.to_dict("records")}
+    with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
+        found = pool.map(lambda e: file_state(e, config, rows.get(e.video_id)), entries)
+        states = dict(zip((e.video_id for e in entries), found, strict=True))
     return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed,
                            keep_labels=config.keep_labels)
 
 
-def file_state(entry: VideoEntry, config: ExtractConfig) -> FileState:
-    """Fingerprint one listed video; a file that cannot be read gets a reason instead of an exception."""
-    fingerprint, problem = None, None
+def file_state(entry: VideoEntry, config: ExtractConfig, cached: dict | None = None) -> FileState:
+    """Fingerprint one listed video, or reuse its cached fingerprint when the file's stat is unchanged; a file
+    that cannot be read gets a reason instead of an exception."""
+    fingerprint, stat, problem = None, None, None
     if not entry.discovery_error:
         try:
-            fingerprint = _fingerprint(entry.path)
+            stat = file_stat(entry.path)
+            if stat is not None:
+                fingerprint = reusable_fingerprint(stat, cached) or _fingerprint(entry.path, stat)
         except OSError as exc:
             problem = f"cannot read the file: {type(exc).__name__}: {exc}"
-    return FileState(fingerprint, cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION), problem)
-
-
-def _fingerprint(path: str) -> str | None:
-    """Fingerprint a file, reusing this process's earlier result while its size and mtime are unchanged.
-
-    The CLI plans once to see whether there is anything to do and the flow plans again: the second pass
-    must not read every video again.
-    """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return fingerprint_file(path)  # not a local file (or not stat-able): no memo
-    return _fingerprint_of(path, st.st_size, st.st_mtime_ns)
+    return FileState(fingerprint, cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION), problem, stat)
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def _fingerprint_of(path: str, size: int, mtime_ns: int) -> str | None:
+def _fingerprint(path: str, stat: str) -> str | None:
+    """Hash a new or changed file once per process and stat: the CLI plans once to see whether there is
+    anything to do and the flow plans again, and the second pass must not read the file again."""
     return fingerprint_file(path)
 
 
 @task(name="refresh-metadata", cache_policy=NO_CACHE, persist_result=False)
-def refresh_metadata(entries: list[VideoEntry], cache: str) -> int:
-    """Rewrite the videos rows of cached videos whose labels, splits or groups changed; no decoding."""
+def refresh_metadata(entries: list[VideoEntry], cache: str, restat: dict[str, str] | None = None) -> int:
+    """Rewrite the videos rows of cached videos whose labels, splits or groups changed, or whose file stat did
+    (`restat`: video_id -> stat); no decoding."""
     store = CacheStore(cache)
-    for entry in entries:
-        row = store.read_video_row(entry.video_id)
+    restat = restat or {}
+    by_id = {e.video_id: e.metadata() for e in entries}
+    for video_id in dict.fromkeys([*by_id, *restat]):
+        row = store.read_video_row(video_id)
         if row is not None:
-            store.write_table("videos", entry.video_id, [{**row, **entry.metadata()}])
+            stat = {"file_stat": restat[video_id]} if video_id in restat else {}
+            store.write_table("videos", video_id, [{**row, **by_id.get(video_id, {}), **stat}])
     return len(entries)
 
 
@@ -163,6 +169,7 @@ def video_row(job: VideoJob, config: ExtractConfig, result: VideoResult, total_s
         **job.entry.metadata(),
         **result.video,
         "fingerprint": job.fingerprint,
+        "file_stat": job.file_stat,
         "config_hash": config.config_hash,
         "code_version": FEATURE_CODE_VERSION,
         "cache_key": job.cache_key,

@@ -97,6 +97,30 @@ def face_scene(width: int = 480, height: int = 320, faces: int = 1, shift: int =
     return frame
 
 
+def count_opens(monkeypatch, folder) -> list[str]:
+    """Every open of a file under `folder`, through fsspec's local filesystem and through builtins.open."""
+    import builtins
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    opened = []
+    real_open, real_fs_open = builtins.open, LocalFileSystem._open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).startswith(str(folder)):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_fs_open(self, path, *args, **kwargs):
+        if str(path).startswith(str(folder)):
+            opened.append(str(path))
+        return real_fs_open(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(LocalFileSystem, "_open", counting_fs_open)
+    return opened
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A local S3-compatible server (moto) on 127.0.0.1, with credentials in the standard environment variables."""

@@ -45,7 +45,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("path", pa.string()), ("relpath", pa.string()),
     ("label", pa.string()), ("split", pa.string()), ("original", pa.string()),
     ("method", pa.string()), ("compression", pa.string()), ("leakage_group", pa.string()),
-    ("fingerprint", pa.string()), ("config_hash", pa.string()), ("code_version", pa.string()), ("cache_key", pa.string()),
+    ("fingerprint", pa.string()), ("file_stat", pa.string()), ("config_hash", pa.string()), ("code_version", pa.string()), ("cache_key", pa.string()),
     ("status", pa.string()), ("error", pa.string()), ("error_step", pa.string()),
     ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()), ("frame_count", pa.int64()),
     ("rotation", pa.int32()), ("codec", pa.string()), ("frames_decoded", pa.int64()), ("duration_s", pa.float64()),
@@ -97,12 +97,14 @@ SCHEMAS = {"videos": VIDEOS_SCHEMA, "faces": FACES_SCHEMA, "ssim": SSIM_SCHEMA, 
            "descriptors": DESCRIPTORS_SCHEMA}
 
 # Files up to this size are hashed whole; larger ones by size plus head, middle and tail blocks.
-_FULL_HASH_LIMIT = 32 << 20
 _BLOCK = 4 << 20
+# A file_stat that names no version (an object store that gives neither ETag nor modification time) is never
+# trusted: that file is hashed on every run.
+UNVERSIONED = "unversioned"
 
 
 def fingerprint_file(path: str) -> str | None:
-    """Content fingerprint of a video file, or None when it does not exist."""
+    """Content fingerprint of a video file (its size and every byte), or None when it does not exist."""
     fs, p = fsspec.core.url_to_fs(path)
     try:
         size = fs.size(p)
@@ -111,13 +113,38 @@ def fingerprint_file(path: str) -> str | None:
     h = hashlib.blake2b(digest_size=16)
     h.update(str(size).encode())
     with fs.open(p, "rb") as fh:
-        if size <= _FULL_HASH_LIMIT:
-            h.update(fh.read())
-        else:
-            for offset in (0, size // 2 - _BLOCK // 2, size - _BLOCK):
-                fh.seek(offset)
-                h.update(fh.read(_BLOCK))
+        while block := fh.read(_BLOCK):
+            h.update(block)
     return h.hexdigest()
+
+
+def file_stat(path: str) -> str | None:
+    """What the filesystem says about a file without opening it, or None when it does not exist: size, mtime_ns
+    and inode locally; size and ETag (else the modification time) on object stores.
+
+    A videos row records it beside the fingerprint; a later run whose stat of the file matches reuses that
+    fingerprint and never opens the file. Any edit changes the mtime, a replaced file also the inode."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if isinstance(fs, LocalFileSystem):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            return None
+        return f"local:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    try:
+        info = fs.info(p)
+    except FileNotFoundError:
+        return None
+    version = next((info[k] for k in ("ETag", "etag", "LastModified", "last_modified", "mtime", "updated")
+                    if info.get(k)), UNVERSIONED)
+    return f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}:{info.get('size')}:{version}"
+
+
+def reusable_fingerprint(stat: str | None, row: dict | None) -> str | None:
+    """The fingerprint a cached videos row recorded, when the file's stat still matches the row's, else None."""
+    if not stat or UNVERSIONED in stat or not row or not row.get("fingerprint"):
+        return None
+    return row["fingerprint"] if row.get("file_stat") == stat else None
 
 
 def cache_key(fingerprint: str | None, config_hash: str, code_version: str) -> str:

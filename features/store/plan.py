@@ -22,6 +22,7 @@ class FileState:
     fingerprint: str | None  # None when the file is missing or unreadable
     cache_key: str
     read_error: str | None = None  # why the file could not be fingerprinted
+    file_stat: str | None = None  # cache.file_stat: when a later run sees the same, it reuses the fingerprint
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class VideoJob:
     cache_key: str
     reason: str  # new | changed | forced | retry | lost
     read_error: str | None = None
+    file_stat: str | None = None
 
 
 LOST_TASK_STEP = "task"  # error_step of a videos row written for a task that did not finish
@@ -43,12 +45,16 @@ class ExtractionPlan:
     todo: list[VideoJob] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     refresh: list[VideoEntry] = field(default_factory=list)  # cached and current, but labels or groups changed
+    # Cached and current videos whose file stat changed (touched, copied, or cached before stats were kept):
+    # video_id -> the new stat, written to their videos rows so the next run need not open them.
+    restat: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         reasons = {}
         for job in self.todo:
             reasons[job.reason] = reasons.get(job.reason, 0) + 1
-        return {"todo": len(self.todo), "skipped": len(self.skipped), "refresh": len(self.refresh), **reasons}
+        return {"todo": len(self.todo), "skipped": len(self.skipped), "refresh": len(self.refresh),
+                "restat": len(self.restat), **reasons}
 
 
 def _same(a, b) -> bool:
@@ -88,6 +94,8 @@ def plan_extraction(
             meta = entry.metadata()
             if not all(_same(meta[c], row.get(c)) for c in METADATA_COLUMNS):
                 plan.refresh.append(entry)
+            if state.file_stat and row.get("file_stat") != state.file_stat:
+                plan.restat[entry.video_id] = state.file_stat
             continue
-        plan.todo.append(VideoJob(entry, state.fingerprint, key, reason, state.read_error))
+        plan.todo.append(VideoJob(entry, state.fingerprint, key, reason, state.read_error, state.file_stat))
     return plan

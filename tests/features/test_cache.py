@@ -14,8 +14,10 @@ from features.store.cache import (
     VIDEOS_SCHEMA,
     CacheStore,
     cache_key,
+    file_stat,
     fingerprint_file,
     partition_name,
+    reusable_fingerprint,
 )
 
 
@@ -151,14 +153,64 @@ def test_fingerprint_follows_content_not_name(tmp_path):
     assert fingerprint_file(str(tmp_path / "missing.mp4")) is None
 
 
-def test_large_files_are_fingerprinted_by_sampled_blocks(tmp_path):
+def test_a_large_file_edited_in_place_anywhere_at_the_same_size_gets_a_new_fingerprint(tmp_path):
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(40 << 20))
+    big.write_bytes(os.urandom(40 << 20))  # 37 MB was counted as cached when only three blocks were hashed
     before = fingerprint_file(str(big))
-    with open(big, "r+b") as fh:  # change a byte in the tail block
-        fh.seek((40 << 20) - 10)
+    with open(big, "r+b") as fh:  # one byte between the old sampled blocks (head, middle, tail)
+        fh.seek(10 << 20)
         fh.write(b"!")
-    assert fingerprint_file(str(big)) != before
+    assert big.stat().st_size == 40 << 20 and fingerprint_file(str(big)) != before
+
+
+def test_a_small_file_keeps_the_fingerprint_earlier_versions_gave_it(tmp_path):
+    """Streaming in blocks hashes the same bytes as one read did: caches of files up to 32 MB stay valid."""
+    import hashlib
+
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(os.urandom((9 << 20) + 7))  # more than two blocks
+    old = hashlib.blake2b(digest_size=16)
+    old.update(str(clip.stat().st_size).encode())
+    old.update(clip.read_bytes())
+    assert fingerprint_file(str(clip)) == old.hexdigest()
+
+
+def test_file_stat_changes_with_an_edit_or_a_replacement_and_not_otherwise(tmp_path):
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"1" * 100)
+    first = file_stat(str(clip))
+    assert first.startswith("local:100:") and file_stat(str(clip)) == first
+    os.utime(clip, ns=(1, clip.stat().st_mtime_ns + 10**9))  # touched (or edited at the same size)
+    touched = file_stat(str(clip))
+    assert touched != first
+    other = tmp_path / "b.mp4"
+    other.write_bytes(b"2" * 100)
+    os.utime(other, ns=(1, clip.stat().st_mtime_ns))
+    os.replace(other, clip)  # another file moved in place, with the same size and mtime: a new inode
+    assert file_stat(str(clip)) != touched
+    assert file_stat(str(tmp_path / "missing.mp4")) is None
+
+
+def test_a_fingerprint_is_reused_only_when_the_recorded_stat_matches():
+    row = {"fingerprint": "f1", "file_stat": "local:1:2:3"}
+    assert reusable_fingerprint("local:1:2:3", row) == "f1"
+    assert reusable_fingerprint("local:1:2:4", row) is None
+    assert reusable_fingerprint("local:1:2:3", {"fingerprint": "f1", "file_stat": None}) is None  # cached before stats
+    assert reusable_fingerprint("local:1:2:3", None) is None
+    assert reusable_fingerprint("s3:1:unversioned", {"fingerprint": "f1", "file_stat": "s3:1:unversioned"}) is None
+
+
+def test_file_stat_on_an_object_store_is_size_and_etag(s3_bucket):
+    import fsspec
+
+    url = f"{s3_bucket}/clips/a.mp4"
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.pipe(url, b"1" * 100)
+    first = file_stat(url)
+    assert first.startswith("s3:100:") and "unversioned" not in first and file_stat(url) == first
+    fs.pipe(url, b"2" * 100)  # same size, new content: a new ETag
+    assert file_stat(url) != first
+    assert file_stat(f"{s3_bucket}/clips/missing.mp4") is None
 
 
 def test_cache_key_depends_on_each_part():

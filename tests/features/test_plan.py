@@ -43,7 +43,18 @@ def test_label_or_group_change_refreshes_metadata_without_extracting():
     plan = plan_extraction(entries, keys, cached(("a", "ka", "ok"), ("b", "kb", "ok")))
     assert plan.todo == []
     assert sorted(e.video_id for e in plan.refresh) == ["a", "b"]
-    assert plan.counts() == {"todo": 0, "skipped": 2, "refresh": 2}
+    assert plan.counts() == {"todo": 0, "skipped": 2, "refresh": 2, "restat": 0}
+
+
+def test_a_cached_video_whose_stat_changed_gets_its_new_stat_recorded_without_extracting():
+    entries = [entry("a"), entry("b"), entry("c")]
+    keys = {"a": FileState("fa", "ka", file_stat="local:1:2:3"), "b": FileState("fb", "kb", file_stat="local:1:9:3"),
+            "c": FileState("fc", "kc", file_stat="local:5:5:5")}
+    rows = cached(("a", "ka", "ok"), ("b", "kb", "ok")).assign(file_stat=["local:1:2:3", "local:1:2:3"])
+    plan = plan_extraction(entries, keys, rows)
+    assert plan.restat == {"b": "local:1:9:3"}  # touched: same content, new mtime
+    assert [(j.entry.video_id, j.reason, j.file_stat) for j in plan.todo] == [("c", "new", "local:5:5:5")]
+    assert plan.skipped == ["a", "b"] and plan.refresh == []
 
 
 def test_a_task_that_died_is_redone_without_asking_a_failed_video_is_not():

@@ -9,6 +9,7 @@ import pytest
 
 from features.config import ExtractConfig
 from flows.extract import extract_flow
+from tests.conftest import count_opens
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,8 @@ def test_flow_writes_all_tables_and_every_bad_video_gets_a_failed_row(prefect_ha
     assert len(os.listdir(cache / "runs")) == 1
 
 
-def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_harness, demo_dir, tmp_path):
+def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_harness, demo_dir, tmp_path,
+                                                                       monkeypatch):
     root = shutil.copytree(demo_dir, tmp_path / "dfdc-demo")
     cache = tmp_path / "cache"
     config = ExtractConfig(datasets=[str(root)], cache=str(cache), workers=2, detector="haar")
@@ -78,8 +80,11 @@ def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_ha
     assert first["extracted"] == 8
     stamps = {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()}
 
+    opened = count_opens(monkeypatch, root)
     again = extract_flow(config)
     assert (again["extracted"], again["skipped"]) == (0, 8)
+    assert opened == []  # stat-first: the no-op rerun read no byte of any video
+    monkeypatch.undo()
     assert {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()} == stamps
 
     names = sorted(json.loads((root / "metadata.json").read_text()))

@@ -2,10 +2,10 @@ import pandas as pd
 
 from features.config import ExtractConfig
 from features.store.cache import CacheStore
-from features.store.datasets import discover
+from features.store.datasets import VideoEntry, discover
 from features.store.plan import VideoJob
 from tasks.extract import extract_video_task, file_state, record_lost_task, run_extraction
-from tests.conftest import face_scene, write_clip
+from tests.conftest import count_opens, face_scene, write_clip
 
 
 def _job(entry, config):
@@ -51,20 +51,61 @@ def test_a_task_that_died_still_leaves_a_failed_row(tmp_path):
     assert "clips/face" in videos.error[0] and "KilledWorker" in videos.error[0]
 
 
-def test_fingerprints_are_reused_until_the_file_changes(tmp_path, monkeypatch):
+def test_fingerprints_are_reused_in_a_process_until_the_file_changes(tmp_path, monkeypatch):
     import os
 
     import tasks.extract as extract_tasks
 
     clip = tmp_path / "a.mp4"
     clip.write_bytes(b"1" * 100)
+    entry = VideoEntry(video_id="ds/a", dataset="ds", dataset_format="folder", path=str(clip), relpath="a.mp4")
+    config = ExtractConfig(datasets=[str(tmp_path)], cache=str(tmp_path / "cache"))
     calls = []
     real = extract_tasks.fingerprint_file
     monkeypatch.setattr(extract_tasks, "fingerprint_file", lambda p: calls.append(p) or real(p))
-    extract_tasks._fingerprint_of.cache_clear()
-    first = extract_tasks._fingerprint(str(clip))
-    assert extract_tasks._fingerprint(str(clip)) == first and len(calls) == 1
+    extract_tasks._fingerprint.cache_clear()
+    first = file_state(entry, config)
+    assert file_state(entry, config) == first and len(calls) == 1  # the CLI's plan and the flow's: one hash
     clip.write_bytes(b"2" * 100)
     os.utime(clip, ns=(1, 10**18))  # a new mtime, as an edit gives
-    assert extract_tasks._fingerprint(str(clip)) != first and len(calls) == 2
-    assert extract_tasks._fingerprint(str(tmp_path / "missing.mp4")) is None
+    assert file_state(entry, config).fingerprint != first.fingerprint and len(calls) == 2
+    gone = file_state(VideoEntry(video_id="ds/m", dataset="ds", dataset_format="folder",
+                                 path=str(tmp_path / "missing.mp4"), relpath="missing.mp4"), config)
+    assert gone.fingerprint is None and gone.file_stat is None
+
+
+def test_a_noop_rerun_plan_opens_no_video_file(tmp_path, monkeypatch):
+    """The cached videos rows carry each file's stat: a rerun stats the files and reads zero bytes of them."""
+    import os
+
+    import tasks.extract as extract_tasks
+    from features.video.extract import VideoResult
+
+    clips = tmp_path / "clips"
+    for name in ("a", "b", "c"):
+        write_clip(clips / f"{name}.mp4", [face_scene(shift=i) for i in range(3)])
+    config = ExtractConfig(datasets=[str(clips)], cache=str(tmp_path / "cache"))
+    entries = discover([str(clips)])
+    plan = extract_tasks.plan_videos.fn(entries, config)
+    assert sorted(j.reason for j in plan.todo) == ["new"] * 3
+    store = CacheStore(config.cache)
+    for job in plan.todo:  # what an extraction writes: the videos row records fingerprint and stat
+        row = extract_tasks.video_row(job, config, VideoResult.failed("x"))
+        store.write_table("videos", job.entry.video_id, [{**row, "status": "ok", "error": None, "error_step": None}])
+
+    extract_tasks._fingerprint.cache_clear()  # a new process: no memo
+    opened = count_opens(monkeypatch, clips)
+    again = extract_tasks.plan_videos.fn(discover([str(clips)]), config)
+    assert (len(again.todo), len(again.skipped), again.restat) == (0, 3, {})
+    assert opened == []
+
+    os.utime(clips / "b.mp4", ns=(1, (clips / "b.mp4").stat().st_mtime_ns + 10**9))  # touched, same content
+    touched = extract_tasks.plan_videos.fn(discover([str(clips)]), config)
+    assert touched.todo == [] and list(touched.restat) == [entries[1].video_id]
+    assert set(opened) == {str(clips / "b.mp4")}  # hashed to learn that it did not change; no other file
+    extract_tasks.refresh_metadata.fn([], config.cache, touched.restat)
+    opened.clear()
+    extract_tasks._fingerprint.cache_clear()
+    after = extract_tasks.plan_videos.fn(discover([str(clips)]), config)
+    assert (len(after.todo), after.restat, opened) == (0, {}, [])
+    assert store.read_video_row(entries[1].video_id)["status"] == "ok"  # the refresh kept the row
