@@ -13,10 +13,10 @@ from features.learn.descriptors import DESCRIPTORS_VERSION, PATCH_BINS
 from features.learn.models import keras_device
 from features.learn.video_features import VIDEO_INPUTS
 from features.store.cache import CacheStore
+from features.store.training_data import stale_descriptor_videos, video_table
 from features.video.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, evaluation_name, load_run, score_flow, score_table, train_flow
-from tasks.train import stale_descriptor_videos, video_table
 
 pytestmark = pytest.mark.slow
 

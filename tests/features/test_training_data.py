@@ -1,4 +1,5 @@
-"""The crop-descriptor cache of the training tasks: what is computed, when it goes stale, what is read back."""
+"""The training-data reader: the crop-descriptor cache (what is computed, when it goes stale, what is read back),
+the training set a model kind reads, read once, and its fold views."""
 
 import cv2
 import numpy as np
@@ -6,8 +7,13 @@ import pandas as pd
 
 from features.learn.descriptors import descriptor_table, table_names
 from features.store.cache import CacheStore
+from features.store.training_data import (
+    crop_descriptors,
+    other_extraction_code,
+    stale_descriptor_videos,
+    write_descriptors,
+)
 from features.video.crops import encode_jpeg, encode_lossless
-from tasks.train import compute_descriptors, crop_descriptors, other_extraction_code, stale_descriptor_videos
 from tests.conftest import face_scene
 
 
@@ -35,7 +41,7 @@ def _cache(tmp_path):
 def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp_path):
     store, videos = _cache(tmp_path)
     assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]  # no crops, no work
-    assert compute_descriptors.fn(store.url, stale_descriptor_videos(store)) == 2
+    assert write_descriptors(store, stale_descriptor_videos(store)) == 2
     assert stale_descriptor_videos(store) == []
     stored = store.read("descriptors")
     assert stored.groupby(["video_id", "blended"]).size().to_dict() == {("fake", False): 3, ("real", False): 3,
@@ -54,11 +60,11 @@ def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp
 
 def test_descriptors_go_stale_on_reextraction_new_code_and_a_video_relabelled_real(tmp_path, monkeypatch):
     store, _ = _cache(tmp_path)
-    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
+    write_descriptors(store, stale_descriptor_videos(store))
     _write_video(store, "fake", "FAKE", "k2-new")  # extracted again: its rows carry the old key
     assert [v["video_id"] for v in stale_descriptor_videos(store)] == ["fake"]
     _write_video(store, "fake", "REAL", "k2-new")  # now REAL, and no self-blended copies yet
-    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
+    write_descriptors(store, stale_descriptor_videos(store))
     assert store.read_partition("descriptors", "fake").blended.sum() == 3 and stale_descriptor_videos(store) == []
     monkeypatch.setattr("features.learn.descriptors.DESCRIPTORS_VERSION", "next")
     assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]
