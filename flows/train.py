@@ -48,7 +48,8 @@ def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
     """Compute the per-video features of every cached video that lacks current ones, and for a crop model `kind`
     the crop descriptors too, in batches on the task runner; returns how many partitions were written."""
     work = [(compute_features, stale_feature_videos(store), "feature computation", FEATURE_BATCH)]
-    if kind is not None and "descriptors" in registry.get(kind).reads:  # about 10 ms per crop and copy: smaller batches spread over the workers
+    # Descriptors take about 10 ms per crop and copy: smaller batches spread over the workers.
+    if kind is not None and "descriptors" in registry.get(kind).reads:
         work.append((compute_descriptors, stale_descriptor_videos(store), "crop descriptor computation", DESCRIPTOR_BATCH))
     written = 0
     for compute, stale, what, size in work:

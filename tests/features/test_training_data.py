@@ -11,6 +11,7 @@ from features.store.training_data import (
     crop_descriptors,
     other_extraction_code,
     stale_descriptor_videos,
+    training_set,
     write_descriptors,
 )
 from features.video.crops import encode_jpeg, encode_lossless
@@ -88,3 +89,32 @@ def test_videos_extracted_by_other_code_are_found(tmp_path):
     other = other_extraction_code(store, "5")
     assert sorted(other.video_id) == ["old", "unknown"]  # a failed decode holds no values to misread
     assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
+
+
+def test_the_training_set_reads_each_descriptor_partition_once_and_hands_out_fold_views(tmp_path, monkeypatch):
+    store, videos = _cache(tmp_path)
+    write_descriptors(store, stale_descriptor_videos(store))
+    reads = []
+    read_partition = CacheStore.read_partition
+    monkeypatch.setattr(CacheStore, "read_partition",
+                        lambda self, table, vid, **kw: reads.append((table, vid)) or read_partition(self, table, vid, **kw))
+    data = training_set(store, videos, {"descriptors", "features"})
+    assert sorted(reads) == [("descriptors", "faceless"), ("descriptors", "fake"), ("descriptors", "real"),
+                             ("faces", "faceless")]  # no cached descriptors: its (no) crops are looked at
+    assert data.descriptors.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}
+    assert data.blended.groupby("video_id").size().to_dict() == {"real": 3}  # self-blends of the REAL video only
+    assert data.crops is None
+    assert data.descriptors.equals(crop_descriptors(videos, store.url))
+    assert data.blended.equals(crop_descriptors(videos[videos.label == "REAL"], store.url, blended=True))
+
+    fake_only = data.subset((videos.video_id == "fake").to_numpy())
+    assert fake_only.video_ids == ["fake"] and set(fake_only.descriptors.video_id) == {"fake"}
+    assert fake_only.blended.empty and fake_only.labels() == {"fake": 1} and fake_only.groups() == {"fake": "fake"}
+
+
+def test_the_training_set_of_a_crop_model_reads_the_jpeg_crops(tmp_path):
+    store, videos = _cache(tmp_path)
+    data = training_set(store, videos, {"crops"})
+    assert data.descriptors is None and data.blended is None
+    assert data.crops.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}
+    assert list(data.crops.columns) == ["video_id", "frame_index", "crop_jpeg"]
