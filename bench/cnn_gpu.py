@@ -48,7 +48,7 @@ def export(directory: str, cache: str) -> dict:
     """The quality cache's labelled clips and their main-face JPEG crops, as two Parquet files and a JSON."""
     from bench.quality import feature_table
     from features.store.cache import CacheStore
-    from tasks.train import _crop_margin, main_crops
+    from features.store.training_data import crop_margin, main_crops
 
     frame = feature_table(cache)
     usable = frame[frame.status == "ok"]
@@ -57,7 +57,7 @@ def export(directory: str, cache: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     frame[CLIP_COLUMNS].to_parquet(out / "clips.parquet", index=False)
     crops.to_parquet(out / "crops.parquet", index=False)
-    margin = _crop_margin(cache, frame.config_hash.iloc[0])
+    margin = crop_margin(cache, frame.config_hash.iloc[0])
     meta = {"cache": cache, "clips": len(frame), "crops": len(crops), "crop_margin": margin}
     (out / "meta.json").write_text(json.dumps(meta))
     return meta

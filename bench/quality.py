@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench.common import table, write_json  # noqa: E402
-from features.learn.evaluation import grouped_folds, metrics  # noqa: E402
+from features.learn.evaluation import bootstrap_intervals, cross_validated, metrics  # noqa: E402
 from features.learn.video_features import LANDMARK_FEATURES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -74,11 +74,11 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
     """The small Keras CNN on main-face crops (mean frame logit per video), optionally with self-blended fakes."""
     from features.learn import models
     from features.store.cache import CacheStore
-    from tasks.train import _crop_margin, main_crops
+    from features.store.training_data import crop_margin, main_crops
 
     store = CacheStore(cache)
     crops = main_crops(store, list(train.video_id), dict(zip(train.video_id, train.cache_key, strict=True)))
-    margin = _crop_margin(cache, train.config_hash.iloc[0]) if self_blend else None
+    margin = crop_margin(cache, train.config_hash.iloc[0]) if self_blend else None
     model = models.fit_cnn(crops, dict(zip(train.video_id, _y(train), strict=True)), dict(zip(train.video_id, train.leakage_group, strict=True)),
                            epochs=epochs, seed=seed, self_blend_margin=margin)
 
@@ -94,7 +94,7 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
 def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     """Cached descriptors of every stored main-face crop of the cache (or their self-blended copies), read once per run."""
     from features.store.cache import CacheStore
-    from tasks.train import crop_descriptors
+    from features.store.training_data import crop_descriptors
 
     videos = CacheStore(cache).read("videos", columns=["video_id", "cache_key", "config_hash", "status", "label"])
     ok = videos[videos.status == "ok"]
@@ -103,14 +103,15 @@ def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
 
 def _fitted_crop_model(train: pd.DataFrame, seed: int, cache: str, kind: str, self_blend: bool,
                        landmarks: bool = True, **options):
-    """tasks.train.CROP_FITS[kind] on the training clips' crops (what `dfp train --model KIND` fits, there always
-    with self-blending, crop_linear with its landmark inputs, and default options)."""
-    from tasks.train import CROP_FITS
+    """features.learn.crop_models' fit of `kind` on the training clips' crops (what `dfp train --model KIND` fits,
+    there always with self-blending, crop_linear with its landmark inputs, and default options)."""
+    from features.learn import crop_models
 
+    fits = {"crop_gbm": crop_models.fit_crop_gbm, "crop_linear": crop_models.fit_crop_linear}
     if kind == "crop_linear" and landmarks:
         options["videos"] = train
     descriptors = _crop_descriptors(cache)
-    return CROP_FITS[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
+    return fits[kind](descriptors[descriptors.video_id.isin(set(train.video_id))],
                            dict(zip(train.video_id, _y(train), strict=True)), dict(zip(train.video_id, train.leakage_group, strict=True)),
                            seed=seed, blended=_crop_descriptors(cache, True) if self_blend else None, **options)
 
@@ -170,19 +171,17 @@ def extract(datasets: list[str], cache: str, detector: str) -> float:
 def feature_table(cache: str) -> pd.DataFrame:
     """Labelled videos with their features, computed here (with the crop descriptors) for any that lack current ones."""
     from features.store.cache import CacheStore
-    from tasks.train import (
-        compute_descriptors,
-        compute_features,
+    from features.store.training_data import (
         stale_descriptor_videos,
         stale_feature_videos,
         video_table,
+        write_descriptors,
+        write_features,
     )
 
     store = CacheStore(cache)
-    for compute, stale in ((compute_features, stale_feature_videos(store)),
-                           (compute_descriptors, stale_descriptor_videos(store))):
-        if stale:
-            compute.fn(cache, stale)
+    write_features(store, stale_feature_videos(store))
+    write_descriptors(store, stale_descriptor_videos(store))
     table_ = video_table(store)
     labelled = table_[table_.label.notna()].reset_index(drop=True)
     heights = store.read("videos", columns=["video_id", "height"])
@@ -195,28 +194,6 @@ def feature_table(cache: str) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def cross_validated(frame: pd.DataFrame, fit, seed: int, folds: int, train_mask=None, test_mask=None) -> pd.DataFrame:
-    """Out-of-fold P(FAKE) and class-prior predictions for the rows in test_mask, folds by leakage group."""
-    train_mask = np.ones(len(frame), bool) if train_mask is None else np.asarray(train_mask)
-    test_mask = np.ones(len(frame), bool) if test_mask is None else np.asarray(test_mask)
-    fold = grouped_folds(_y(frame), frame.leakage_group.to_numpy(), folds, seed=seed)
-    out = frame.assign(fold=fold, p_fake=np.nan, p_prior=np.nan)
-    usable = (frame.status == "ok").to_numpy()
-    for f in np.unique(fold):
-        train = train_mask & (fold != f)
-        test = test_mask & (fold == f)
-        if not test.any() or len(np.unique(_y(frame[train]))) < 2:
-            continue
-        predict = fit(frame[train & usable], seed)
-        p = np.full(test.sum(), 0.5)
-        ok = usable[test]
-        if ok.any():
-            p[ok] = predict(frame[test][ok])
-        out.loc[test, "p_fake"] = p
-        out.loc[test, "p_prior"] = _y(frame[train]).mean()
-    return out[out.p_fake.notna()]
-
-
 def fixed_split(frame: pd.DataFrame, fit, seed: int, train_mask, test_mask) -> pd.DataFrame:
     """Train on one set of clips, test on another (disjoint datasets, so no leakage group is shared)."""
     train, test = frame[np.asarray(train_mask)], frame[np.asarray(test_mask)]
@@ -231,21 +208,8 @@ def fixed_split(frame: pd.DataFrame, fit, seed: int, train_mask, test_mask) -> p
 
 
 def group_bootstrap_auc(scored: pd.DataFrame, n: int, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the AUC, resampling leakage groups (not clips) with replacement."""
-    from sklearn.metrics import roc_auc_score
-
-    if n <= 0 or scored.label.nunique() < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    by_group = {g: part for g, part in scored.groupby("leakage_group")}
-    names = list(by_group)
-    values = []
-    for _ in range(n):
-        sample = pd.concat([by_group[g] for g in rng.choice(names, len(names), replace=True)])
-        y = _y(sample)
-        if 0 < y.sum() < len(y):
-            values.append(roc_auc_score(y, sample.p_fake))
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else (math.nan, math.nan)
+    """95% interval of the AUC, resampling leakage groups (not clips) with replacement (the harness's bootstrap)."""
+    return bootstrap_intervals(_y(scored), scored.p_fake, n, seed, groups=scored.leakage_group.to_numpy())["roc_auc"]
 
 
 def summarise(scored: pd.DataFrame, bootstrap: int = 0, seed: int = 0) -> dict:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
+from pydantic.functional_validators import AfterValidator
+from pydantic_core import core_schema
+
+from features.learn import registry
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
 RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
@@ -94,6 +98,23 @@ def settings_differences(trained: dict[str, dict], evaluated: dict[str, dict]) -
             if sorted(map(repr, before.get(key, []))) != sorted(map(repr, after.get(key, [])))}
 
 
+def _registered(name: str) -> str:
+    registry.get(name)  # raises, naming the registered kinds
+    return name
+
+
+class _ModelNameSchema:
+    """The JSON schema of a model name: a string, one of the kinds registered when the schema is made."""
+
+    @staticmethod
+    def __get_pydantic_json_schema__(schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        return {**handler(schema), "enum": registry.model_names()}
+
+
+# A model kind's name (features.learn.registry): checked against the registered kinds when a config is made.
+ModelName = Annotated[str, AfterValidator(_registered), _ModelNameSchema]
+
+
 class TrainConfig(BaseModel):
     """A training run: which cache, which model, how it is cross-validated, where results go."""
 
@@ -101,11 +122,7 @@ class TrainConfig(BaseModel):
 
     cache: str = Field(..., description="Cache written by `dfp extract` (local path or fsspec URL).")
     out: str = Field(..., description="Run directory for metrics, plots, predictions and the model.")
-    model: Literal["gbm", "crop_gbm", "crop_linear", "cnn"] = Field(
-        "crop_linear", description="crop_linear (default, the best on real clips): linear scorer on texture + residual "
-                                   "co-occurrence descriptors of the face crops, trained on crops and self-blend pairs; "
-                                   "gbm: calibrated gradient boosting on per-video features; crop_gbm: boosting on "
-                                   "per-crop texture descriptors with self-blended fakes; cnn: Keras CNN on face crops.")
+    model: ModelName = Field(registry.DEFAULT_MODEL, description=registry.model_help())
     folds: int = Field(5, ge=2, description="Grouped cross-validation folds (by leakage group).")
     holdout: bool = Field(False, description="Use the metadata split instead of CV: split=train trains, "
                                              "every other split validates.")

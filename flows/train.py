@@ -21,32 +21,24 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from features import FEATURE_CODE_VERSION
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig, settings_differences
-from features.learn import crop_models, models
+from features.learn import registry
 from features.learn.descriptors import DESCRIPTORS_VERSION
-from features.learn.evaluation import check_groups_within_folds, evaluate, grouped_folds, prior_predictions
+from features.learn.evaluation import assign_folds, evaluate, flag_unscorable, fold_splits, prior_predictions
 from features.learn.model_files import UnsafeModelFile, check_digest, check_model_file
 from features.learn.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from features.store.cache import CacheStore
 from features.store.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
-from features.visuals.plots import plot_evaluation
-from flows.runtime import check_shared_storage, cluster_address, make_task_runner
-from tasks.train import (
-    CROP_FITS,
-    compute_descriptors,
-    compute_features,
-    fit_final,
-    fit_fold,
+from features.store.training_data import (
     other_extraction_code,
-    predict_model,
     stale_descriptor_videos,
     stale_feature_videos,
+    training_set,
     video_table,
 )
+from features.visuals.plots import plot_evaluation
+from flows.runtime import check_shared_storage, cluster_address, make_task_runner
+from tasks.train import compute_descriptors, compute_features, fit_final, fit_fold
 
-MODEL_FILES = {"gbm": "model.skops", "crop_gbm": "model_crops.skops", "crop_linear": "model_crops_linear.json",
-               "cnn": "model.keras"}
-MODEL_LOADERS = {"gbm": models.load_gbm, "crop_gbm": crop_models.load_crop_gbm,
-                 "crop_linear": crop_models.load_crop_linear, "cnn": models.load_cnn}
 TRAINING_VIDEOS = "training_videos.csv"
 FEATURE_BATCH = 32
 DESCRIPTOR_BATCH = 8
@@ -56,7 +48,8 @@ def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
     """Compute the per-video features of every cached video that lacks current ones, and for a crop model `kind`
     the crop descriptors too, in batches on the task runner; returns how many partitions were written."""
     work = [(compute_features, stale_feature_videos(store), "feature computation", FEATURE_BATCH)]
-    if kind in CROP_FITS:  # about 10 ms per crop and copy: smaller batches spread over the workers
+    # Descriptors take about 10 ms per crop and copy: smaller batches spread over the workers.
+    if kind is not None and "descriptors" in registry.get(kind).reads:
         work.append((compute_descriptors, stale_descriptor_videos(store), "crop descriptor computation", DESCRIPTOR_BATCH))
     written = 0
     for compute, stale, what, size in work:
@@ -70,36 +63,15 @@ def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
 
 
 def gpu_annotation(runner, kind: str):
-    """Route a CNN fit to a worker that declares a GPU resource, when the cluster has one."""
-    import dask
+    """Route the fits of a model kind that uses a GPU (the CNN) to a worker that declares a GPU resource, when the
+    cluster has one."""
+    import dask  # lazy: only the flow that routes fits talks to Dask itself
 
     workers = runner.client.scheduler_info(n_workers=-1)["workers"].values()
-    if kind == "cnn" and any(w.get("resources", {}).get("GPU") for w in workers):
-        get_run_logger().info("cluster has GPU workers: CNN fits are annotated resources={'GPU': 1}")
+    if registry.get(kind).uses_gpu and any(w.get("resources", {}).get("GPU") for w in workers):
+        get_run_logger().info("cluster has GPU workers: %s fits are annotated resources={'GPU': 1}", kind)
         return dask.annotate(resources={"GPU": 1})
     return contextlib.nullcontext()
-
-
-def assign_folds(labelled: pd.DataFrame, config: TrainConfig) -> np.ndarray:
-    """Fold per labelled video: grouped K-fold, or the metadata split (-1 = train only, 0 = validation)."""
-    if config.holdout:
-        is_train = labelled.split.fillna("").str.lower().eq("train").to_numpy()
-        if is_train.all() or not is_train.any():
-            raise ValueError("--holdout needs videos with split=train and videos with another split")
-        fold = np.where(is_train, -1, 0)
-        check_groups_within_folds(fold, labelled.leakage_group.to_numpy())
-        return fold
-    y = (labelled.label == "FAKE").to_numpy(int)
-    return grouped_folds(y, labelled.leakage_group.to_numpy(), config.folds, config.seed)
-
-
-def flag_unscorable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Videos with no face or a failed decode get 0.5 and a flag, never a silent drop."""
-    frame = frame.copy()
-    unscorable = (frame.status != "ok") | frame.p_fake.isna()
-    frame["flagged"] = unscorable
-    frame["p_fake"] = frame.p_fake.where(~unscorable, 0.5)
-    return frame
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:
@@ -110,6 +82,8 @@ def data_fingerprint(table: pd.DataFrame) -> str:
 def _json_safe(value):
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -147,23 +121,19 @@ def _train(config: TrainConfig, run: Path) -> dict:
         labelled = table[table.label.notna()].reset_index(drop=True)
         if labelled.empty:
             raise ValueError(f"no labelled videos in {config.cache}")
-        fold = assign_folds(labelled, config)
+        fold = assign_folds(labelled, config.folds, config.seed, config.holdout)
         labelled["fold"] = fold
         usable = labelled.status == "ok"
         logger.info("%d labelled videos (%d usable), %d feature/descriptor partitions computed, %d folds", len(labelled),
                     int(usable.sum()), computed, len(np.unique(fold[fold >= 0])))
-        common = {"kind": config.model, "cache": config.cache, "seed": config.seed, "cnn_size": config.cnn_size,
-                  "cnn_epochs": config.cnn_epochs}
+        kind = registry.get(config.model)
+        data = training_set(store, labelled[usable], kind.reads)  # each table read once, folds get views of it
+        common = {"kind": config.model, "settings": config.model_dump(include={"seed", *kind.options})}
         with gpu_annotation(runner, config.model):
-            fold_futures = [
-                runner.submit(fit_fold, parameters={
-                    **common, "train": labelled[usable & (labelled.fold != f)],
-                    "test": labelled[usable & (labelled.fold == f)]})
-                for f in sorted(set(fold[fold >= 0]))
-            ]
-            final_future = runner.submit(fit_final, parameters={**common, "table": labelled[usable],
-                                                                 "run_dir": config.out,
-                                                                 "model_file": MODEL_FILES[config.model]})
+            fold_futures = [runner.submit(fit_fold, parameters={**common, "train": data.subset(train),
+                                                                "test": data.subset(test)})
+                            for _, train, test in fold_splits(data.videos.fold.to_numpy())]
+            final_future = runner.submit(fit_final, parameters={**common, "data": data, "run_dir": config.out})
         predictions, devices, fit_workers = {}, set(), set()
         for future in fold_futures:
             result = future.result()
@@ -178,7 +148,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
     oof = labelled[labelled.fold >= 0].copy()
     oof["p_fake"] = oof.video_id.map(predictions)
     oof = flag_unscorable(oof)
-    evaluation = evaluate(oof)
+    evaluation = evaluate(oof, seed=config.seed)
     plots = _published(plot_evaluation(oof, run / "plots", title=f"{config.model}, out of fold"), run, config.out)
     oof[["video_id", "label", "fold", "leakage_group", "dataset", "method", "status", "p_fake", "p_prior",
          "flagged"]].to_csv(run / "oof_predictions.csv", index=False)
@@ -188,7 +158,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
     real = labelled[usable & (labelled.label == "REAL")][FEATURE_NAMES]
     card = {
         "model": config.model,
-        "model_file": MODEL_FILES[config.model],
+        "model_file": kind.model_file,
         "model_sha256": final["digests"],  # checked by load_run before a model file is read
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "train_config": config.model_dump(),
@@ -201,7 +171,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
                           "fake_rate": float(y_all.mean())},
         "devices": sorted(devices | {final["device"]}),
         "metrics": _json_safe(evaluation),
-        "feature_importance": final["importances"],
+        "feature_importance": final["feature_importance"],
         "scorer_shares": final["scorer_shares"],  # crop_linear: share of the final logit's spread per scorer
         "real_feature_stats": {"mean": real.mean().to_dict(), "std": real.std().to_dict()},
     }
@@ -226,6 +196,11 @@ def metrics_markdown(metrics: dict, title: str) -> str:
         label = "model" if name == "overall" else "class-prior baseline"
         rows.append(f"| {label} | {m['log_loss']:.4f} | {_f(m['roc_auc'])} | {m['accuracy']:.3f} | "
                     f"{_f(m['balanced_accuracy'])} | {m['brier']:.4f} | {m['n']} |")
+    interval = metrics.get("bootstrap")
+    if interval:
+        (auc_lo, auc_hi), (loss_lo, loss_hi) = interval["roc_auc"], interval["log_loss"]
+        rows += ["", f"95% bootstrap intervals ({interval['resamples']} resamples of the videos): ROC AUC "
+                     f"[{_f(auc_lo)}, {_f(auc_hi)}], log loss [{_f(loss_lo)}, {_f(loss_hi)}]"]
     return f"# {title}\n\n" + "\n".join(rows)
 
 
@@ -248,9 +223,13 @@ def _checked_card(run_dir: str) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnsafeModelFile(f"{join(run_dir, 'model_card.json')} is not a model card written by dfp train: "
                               f"{type(exc).__name__}: {exc}") from exc
-    if card.get("model") not in MODEL_LOADERS:
+    if card.get("model") not in registry.MODEL_KINDS:
         raise UnsafeModelFile(f"{run_dir}: its model_card.json names model {card.get('model')!r}, which this version "
-                              f"of deepfake-pipeline does not load (known: {', '.join(MODEL_LOADERS)})")
+                              f"of deepfake-pipeline does not load (known: {', '.join(registry.model_names())})")
+    kind = registry.get(card["model"])
+    if card.get("model_file") != kind.model_file:  # the file checked below is the one its kind loads
+        raise UnsafeModelFile(f"{run_dir}: its model_card.json names the model file {card.get('model_file')!r}, and "
+                              f"a {kind.name} model is saved as {kind.model_file}")
     extracted_by = card.get("feature_code_version", "unknown")
     if extracted_by != FEATURE_CODE_VERSION:
         raise ValueError(f"{run_dir}: this {card['model']} model was trained on videos extracted by extraction code "
@@ -258,7 +237,7 @@ def _checked_card(run_dir: str) -> dict:
                          f"{FEATURE_CODE_VERSION}: the values it reads may mean something else. Retrain it with `dfp "
                          "train` on a cache brought up to date with `dfp extract`.")
     trained_on = card.get("descriptors_version", "3 or older")
-    if card["model"] in CROP_FITS and trained_on != DESCRIPTORS_VERSION:
+    if "descriptors" in kind.reads and trained_on != DESCRIPTORS_VERSION:
         raise ValueError(f"{run_dir}: this {card['model']} model was trained on crop descriptors version {trained_on}, "
                          f"and this version of deepfake-pipeline computes version {DESCRIPTORS_VERSION} (from the "
                          "lossless native-scale crops): its weights do not apply. Retrain it with `dfp train`.")
@@ -294,7 +273,7 @@ def load_run(run_dir: str):
     with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
         _check_model_files(card, local, run_dir)
         try:
-            model = MODEL_LOADERS[card["model"]](local / name)
+            model = registry.get(card["model"]).load(local)
         except UnsafeModelFile:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged file is named, not shown as a loader's traceback
@@ -309,7 +288,8 @@ def score_table(card: dict, model, table: pd.DataFrame, cache: str) -> pd.DataFr
     ok = table.status == "ok"
     table["p_fake"] = np.nan
     if ok.any():
-        table.loc[ok, "p_fake"] = predict_model(card["model"], model, table[ok], cache)
+        data = training_set(CacheStore(cache), table[ok], registry.get(card["model"]).reads)
+        table.loc[ok, "p_fake"] = model.predict_proba(data)
     table = flag_unscorable(table)
     table["explanation"] = [explain(card, row) for row in table.to_dict("records")]
     return table
@@ -321,8 +301,9 @@ def explain(card: dict, row: dict) -> str:
         reason = row.get("error") or "no face found"
         return f"not scored ({row['status']}: {reason}): 0.5"
     text = f"{int(row.get('n_tracks') or 0)} face track(s)"
-    if card["model"] != "gbm":
-        return f"{text}; " + ("CNN" if card["model"] == "cnn" else "texture model") + " on main-face crops"
+    scores_from = registry.get(card["model"]).scores_from
+    if scores_from:
+        return f"{text}; {scores_from}"
     mean, std = card["real_feature_stats"]["mean"], card["real_feature_stats"]["std"]
     weight = card.get("feature_importance") or {}
     scored = []
@@ -391,7 +372,7 @@ def evaluation_name(cache: str) -> str:
 def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig,
                       differences: dict) -> dict:
     seen, unseen = scored[scored.seen_in_training], scored[~scored.seen_in_training]
-    evaluation = evaluate(unseen)
+    evaluation = evaluate(unseen, seed=0)
     plots = _published(plot_evaluation(unseen, out, title=f"{card['model']} on {name}"), out,
                        join(config.run, "evaluations", name))
     scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "seen_in_training",

@@ -1,8 +1,11 @@
-"""Leakage-safe splits, video-level metrics as the field reports them, and breakdowns (plots: visuals.plots)."""
+"""The one evaluation harness of dfp train, dfp evaluate and bench/quality.py: leakage-safe folds, out-of-fold
+predictions, video-level metrics as the field reports them beside the class-prior baseline, bootstrap intervals
+and breakdowns (plots: visuals.plots)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,8 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 # The DFDC competition clipped submitted probabilities to [1e-15, 1 - 1e-15] before the log loss.
 DFDC_EPS = 1e-15
+BOOTSTRAP_RESAMPLES = 1000  # of the percentile intervals in evaluate's result
+UNSCORED = 0.5  # what a video the model cannot score (failed decode, no face) gets
 
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -39,6 +44,63 @@ def check_groups_within_folds(fold: np.ndarray, groups: np.ndarray) -> None:
     straddling = per_group[per_group > 1]
     if len(straddling):
         raise AssertionError(f"leakage groups split across folds: {list(straddling.index)[:5]}")
+
+
+def assign_folds(videos: pd.DataFrame, folds: int, seed: int = 0, holdout: bool = False) -> np.ndarray:
+    """Fold per labelled video: grouped K-fold, or with `holdout` the metadata split (-1 = train only, 0 =
+    validation: every split but "train")."""
+    groups = videos.leakage_group.to_numpy()
+    if holdout:
+        is_train = videos.split.fillna("").str.lower().eq("train").to_numpy()
+        if is_train.all() or not is_train.any():
+            raise ValueError("--holdout needs videos with split=train and videos with another split")
+        fold = np.where(is_train, -1, 0)
+        check_groups_within_folds(fold, groups)
+        return fold
+    return grouped_folds((videos.label == "FAKE").to_numpy(int), groups, folds, seed)
+
+
+def fold_splits(fold: np.ndarray, train_mask=None, test_mask=None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(fold, training rows, held-out rows) per fold (fold -1 only trains), as boolean masks; `train_mask` and
+    `test_mask` restrict which rows may train and which are held out (e.g. train on c23, test on c40)."""
+    fold = np.asarray(fold)
+    train_mask = np.ones(len(fold), bool) if train_mask is None else np.asarray(train_mask, bool)
+    test_mask = np.ones(len(fold), bool) if test_mask is None else np.asarray(test_mask, bool)
+    return [(int(f), train_mask & (fold != f), test_mask & (fold == f)) for f in np.unique(fold[fold >= 0])]
+
+
+def flag_unscorable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Videos with no face or a failed decode get 0.5 and a flag, never a silent drop."""
+    frame = frame.copy()
+    unscorable = (frame.status != "ok") | frame.p_fake.isna()
+    frame["flagged"] = unscorable
+    frame["p_fake"] = frame.p_fake.where(~unscorable, UNSCORED)
+    return frame
+
+
+Fit = Callable[[pd.DataFrame, int], Callable[[pd.DataFrame], np.ndarray]]
+
+
+def cross_validated(frame: pd.DataFrame, fit: Fit, seed: int, folds: int, train_mask=None,
+                    test_mask=None) -> pd.DataFrame:
+    """Out-of-fold P(FAKE) (p_fake) and class-prior (p_prior) predictions for the rows in test_mask, folds by
+    leakage group, fitted in this process: `fit(training rows, seed)` returns a predict(rows) -> P(FAKE). A fold
+    whose training rows hold one label only is left out; unscorable rows (status not ok) get 0.5."""
+    y = (frame.label == "FAKE").to_numpy(int)
+    fold = grouped_folds(y, frame.leakage_group.to_numpy(), folds, seed=seed)
+    out = frame.assign(fold=fold, p_fake=np.nan, p_prior=np.nan)
+    usable = (frame.status == "ok").to_numpy()
+    for _, train, test in fold_splits(fold, train_mask, test_mask):
+        if not test.any() or len(np.unique(y[train])) < 2:
+            continue
+        predict = fit(frame[train & usable], seed)
+        p = np.full(test.sum(), UNSCORED)
+        ok = usable[test]
+        if ok.any():
+            p[ok] = predict(frame[test][ok])
+        out.loc[test, "p_fake"] = p
+        out.loc[test, "p_prior"] = y[train].mean()
+    return out[out.p_fake.notna()]
 
 
 def dfdc_log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -82,10 +144,46 @@ def prior_metrics(y: np.ndarray, p_prior: np.ndarray) -> dict[str, float]:
     return result
 
 
-def evaluate(frame: pd.DataFrame, score: str = "p_fake", prior: str = "p_prior") -> dict:
-    """Overall metrics beside the prior baseline, and breakdowns by dataset, method and status."""
+def bootstrap_intervals(y: np.ndarray, p: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                        groups: np.ndarray | None = None, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of the ROC AUC and the DFDC log loss: videos (or, with `groups`, whole
+    leakage groups) resampled with replacement, `resamples` times, seeded. A resample with one label only has no
+    AUC and is skipped for it; NaN bounds when nothing can be resampled."""
+    y = np.asarray(y, int)
+    p = np.asarray(p, np.float64)
+    nan = (math.nan, math.nan)
+    if resamples <= 0 or len(y) == 0:
+        return {"roc_auc": nan, "log_loss": nan}
+    if groups is None:
+        units = [np.array([i]) for i in range(len(y))]
+    else:  # in sorted group order
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        units = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    rng = np.random.default_rng(seed)
+    aucs, losses = [], []
+    for _ in range(resamples):
+        rows = np.concatenate([units[i] for i in rng.choice(len(units), len(units), replace=True)])
+        losses.append(dfdc_log_loss(y[rows], p[rows]))
+        if 0 < y[rows].sum() < len(rows):
+            aucs.append(roc_auc_score(y[rows], p[rows]))
+    tail = 100 * (1 - level) / 2
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))) if values else nan
+
+    return {"roc_auc": interval(aucs), "log_loss": interval(losses)}
+
+
+def evaluate(frame: pd.DataFrame, score: str = "p_fake", prior: str = "p_prior",
+             bootstrap: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Overall metrics beside the prior baseline, percentile bootstrap intervals (over videos, `bootstrap`
+    resamples, seeded) of the AUC and log loss, and breakdowns by dataset, method and status."""
     y = (frame.label == "FAKE").to_numpy(int)
     result = {"overall": metrics(y, frame[score]), "prior": prior_metrics(y, frame[prior]), "breakdowns": {}}
+    if bootstrap:
+        intervals = bootstrap_intervals(y, frame[score], bootstrap, seed)
+        result["bootstrap"] = {"resamples": bootstrap, "seed": seed, "unit": "video", "level": 0.95,
+                               "roc_auc": list(intervals["roc_auc"]), "log_loss": list(intervals["log_loss"])}
     for column in ("dataset", "method", "status"):
         if column not in frame:
             continue

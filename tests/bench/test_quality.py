@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import quality
+from features.learn.evaluation import cross_validated
 from features.learn.video_features import VIDEO_INPUTS
 
 
@@ -35,7 +36,7 @@ def test_cross_compression_trains_on_c23_of_other_groups_and_tests_on_c40_only()
     frame = synthetic()
     seen: list[pd.DataFrame] = []
     c23 = (frame.compression == "c23").to_numpy()
-    scored = quality.cross_validated(frame, score_model(seen), seed=0, folds=4, train_mask=c23, test_mask=~c23)
+    scored = cross_validated(frame, score_model(seen), seed=0, folds=4, train_mask=c23, test_mask=~c23)
     assert len(scored) == len(frame) // 2 and set(scored.compression) == {"c40"}
     assert len(seen) == 4 and all(set(t.compression) == {"c23"} for t in seen)
     for train, (_, test) in zip(seen, scored.groupby("fold"), strict=True):
@@ -44,8 +45,8 @@ def test_cross_compression_trains_on_c23_of_other_groups_and_tests_on_c40_only()
 
 
 def test_group_bootstrap_interval_brackets_a_strong_and_a_null_score():
-    strong = quality.cross_validated(synthetic(signal=3.0), score_model([]), seed=0, folds=4)
-    null = quality.cross_validated(synthetic(signal=0.0), score_model([]), seed=0, folds=4)
+    strong = cross_validated(synthetic(signal=3.0), score_model([]), seed=0, folds=4)
+    null = cross_validated(synthetic(signal=0.0), score_model([]), seed=0, folds=4)
     lo, hi = quality.group_bootstrap_auc(strong, 300)
     assert 0.9 < lo <= hi <= 1.0
     lo, hi = quality.group_bootstrap_auc(null, 300)
@@ -53,7 +54,7 @@ def test_group_bootstrap_interval_brackets_a_strong_and_a_null_score():
 
 
 def test_breakdowns_score_each_method_against_the_reals():
-    scored = quality.cross_validated(synthetic(), score_model([]), seed=0, folds=4)
+    scored = cross_validated(synthetic(), score_model([]), seed=0, folds=4)
     parts = quality.breakdowns(scored)
     assert set(parts["method"]) == {"Deepfakes", "FaceSwap"}
     assert parts["method"]["Deepfakes"]["n"] == 24 * 2 and parts["method"]["Deepfakes"]["n_fake"] == 24

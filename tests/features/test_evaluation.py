@@ -6,9 +6,12 @@ import pandas as pd
 import pytest
 
 from features.learn.evaluation import (
+    assign_folds,
+    bootstrap_intervals,
     check_groups_within_folds,
     dfdc_log_loss,
     evaluate,
+    fold_splits,
     grouped_folds,
     metrics,
     prior_predictions,
@@ -87,3 +90,57 @@ def test_plots_are_real_pngs(tmp_path):
         image = cv2.imread(path)
         assert image is not None and image.shape[0] > 300 and image.shape[1] > 300
         assert image.std() > 10  # not blank
+
+
+def _scored(signal: float, n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, 1 / (1 + np.exp(-(rng.normal(0, 1, n) + signal * (2 * y - 1))))
+
+
+def test_bootstrap_intervals_bracket_the_measured_value_and_are_seeded():
+    y, p = _scored(signal=2.0)
+    intervals = bootstrap_intervals(y, p, resamples=300, seed=1)
+    auc, loss = metrics(y, p)["roc_auc"], metrics(y, p)["log_loss"]
+    assert 0.85 < intervals["roc_auc"][0] < auc < intervals["roc_auc"][1] <= 1.0
+    assert intervals["log_loss"][0] < loss < intervals["log_loss"][1]
+    assert bootstrap_intervals(y, p, resamples=300, seed=1) == intervals
+    assert bootstrap_intervals(y, p, resamples=300, seed=2) != intervals
+    lo, hi = bootstrap_intervals(*_scored(signal=0.0), resamples=300)["roc_auc"]
+    assert lo < 0.5 < hi
+    assert all(math.isnan(v) for v in bootstrap_intervals([1, 1], [0.2, 0.9], 50)["roc_auc"])  # one label only
+
+
+def test_a_group_bootstrap_resamples_whole_leakage_groups():
+    y = np.array([0, 1] * 4)
+    p = np.array([0.1, 0.9] * 4)
+    same = bootstrap_intervals(y, p, 100, groups=np.repeat(np.arange(4), 2))  # every group ranks perfectly
+    assert same["roc_auc"] == (1.0, 1.0)
+
+
+def test_evaluate_puts_the_intervals_in_the_metrics():
+    result = evaluate(_frame(), bootstrap=200, seed=3)
+    assert result["bootstrap"]["resamples"] == 200 and result["bootstrap"]["seed"] == 3
+    lo, hi = result["bootstrap"]["roc_auc"]
+    assert 0.0 <= lo <= result["overall"]["roc_auc"] <= hi <= 1.0
+    assert result["bootstrap"] == evaluate(_frame(), bootstrap=200, seed=3)["bootstrap"]
+    assert "bootstrap" not in evaluate(_frame(), bootstrap=0)
+
+
+def test_fold_splits_train_on_the_other_folds_within_the_masks():
+    fold = np.array([-1, 0, 0, 1, 1, 2])
+    splits = fold_splits(fold)
+    assert [f for f, _, _ in splits] == [0, 1, 2]  # fold -1 only trains
+    _, train, test = splits[0]
+    assert train.tolist() == [True, False, False, True, True, True] and test.tolist() == [False, True, True] + [False] * 3
+    c23 = np.array([True, True, False, True, False, True])
+    _, train, test = fold_splits(fold, train_mask=c23, test_mask=~c23)[1]
+    assert train.tolist() == [True, True, False, False, False, True] and test.tolist() == [False] * 4 + [True, False]
+
+
+def test_holdout_folds_follow_the_metadata_split():
+    videos = pd.DataFrame({"label": ["REAL", "FAKE", "REAL", "FAKE"], "leakage_group": ["a", "a", "b", "b"],
+                           "split": ["train", "Train", "val", None]})
+    assert assign_folds(videos, folds=5, holdout=True).tolist() == [-1, -1, 0, 0]
+    with pytest.raises(ValueError, match="--holdout needs videos with split=train"):
+        assign_folds(videos.assign(split="train"), folds=5, holdout=True)

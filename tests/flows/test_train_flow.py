@@ -13,10 +13,10 @@ from features.learn.descriptors import DESCRIPTORS_VERSION, PATCH_BINS
 from features.learn.models import keras_device
 from features.learn.video_features import VIDEO_INPUTS
 from features.store.cache import CacheStore
+from features.store.training_data import stale_descriptor_videos, video_table
 from features.video.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, evaluation_name, load_run, score_flow, score_table, train_flow
-from tasks.train import stale_descriptor_videos, video_table
 
 pytestmark = pytest.mark.slow
 
@@ -264,7 +264,8 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         shares = card["feature_importance"]
         assert {"LBP", "residual d1 band", "residual d2 ring"} <= set(shares) and abs(sum(shares.values()) - 1) < 1e-3
         assert set(card["scorer_shares"]) == {"crop", "patch", *VIDEO_INPUTS} and abs(sum(card["scorer_shares"].values()) - 1) < 1e-3
-        assert model.patch is not None and len(model.patch.weights) == PATCH_BINS
+        fitted = model.fitted_  # load_run gives the registered kind; fitted_ is its crop_models.CropLinearModel
+        assert fitted.patch is not None and len(fitted.patch.weights) == PATCH_BINS
     else:
         assert card["scorer_shares"] == {}
     store = CacheStore(str(cache))

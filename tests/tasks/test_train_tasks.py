@@ -1,84 +1,13 @@
-"""The crop-descriptor cache of the training tasks: what is computed, when it goes stale, what is read back."""
+"""The training tasks are one call each: the partitions they write are features.store.training_data's."""
 
-import cv2
-import numpy as np
-import pandas as pd
-
-from features.learn.descriptors import descriptor_table, table_names
-from features.store.cache import CacheStore
-from features.video.crops import encode_jpeg, encode_lossless
-from tasks.train import compute_descriptors, crop_descriptors, other_extraction_code, stale_descriptor_videos
-from tests.conftest import face_scene
+from features.store.training_data import stale_descriptor_videos, stale_feature_videos
+from tasks.train import compute_descriptors, compute_features
+from tests.features.test_training_data import _cache
 
 
-def _write_video(store: CacheStore, vid: str, label: str, key: str, frames=(0, 10, 20)) -> dict:
-    row = {"video_id": vid, "cache_key": key, "config_hash": "nohash", "label": label, "status": "ok",
-           "leakage_group": vid, "crops_stored": len(frames)}
-    def crop(i, side):
-        return cv2.resize(face_scene(320, 320, shift=3 * i)[40:280, 20:260], (side, side))
-
-    # The descriptors read the lossless crop; the JPEG one is made different (flipped) so a test can tell which.
-    faces = [{"track_id": 0, "frame_index": i, "is_main": True, "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0,
-              "detected": True, "crop_jpeg": encode_jpeg(crop(i, 96)[:, ::-1], 95),
-              "crop_lossless": encode_lossless(crop(i, 80 + i))} for i in frames]
-    store.write_video(row, faces, [])
-    return row
-
-
-def _cache(tmp_path):
-    store = CacheStore(str(tmp_path / "cache"))
-    videos = [_write_video(store, "real", "REAL", "k1"), _write_video(store, "fake", "FAKE", "k2"),
-              _write_video(store, "faceless", "FAKE", "k3", frames=())]
-    return store, pd.DataFrame(videos)
-
-
-def test_descriptors_are_computed_once_with_self_blends_for_real_videos_only(tmp_path):
-    store, videos = _cache(tmp_path)
-    assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]  # no crops, no work
+def test_the_partition_tasks_write_what_the_reader_finds_stale(tmp_path):
+    store, _ = _cache(tmp_path)
     assert compute_descriptors.fn(store.url, stale_descriptor_videos(store)) == 2
     assert stale_descriptor_videos(store) == []
-    stored = store.read("descriptors")
-    assert stored.groupby(["video_id", "blended"]).size().to_dict() == {("fake", False): 3, ("real", False): 3,
-                                                                       ("real", True): 3}
-    assert list(stored.columns[5:]) == table_names()
-
-    crops = pd.DataFrame({"video_id": "real", "frame_index": [0, 10, 20],
-                          "crop_lossless": list(store.read_partition("faces", "real").crop_lossless)})
-    for blended in (False, True):
-        read = crop_descriptors(videos[videos.video_id == "real"], store.url, blended=blended)
-        direct = descriptor_table(crops, {"real": 0.3}, self_blended=blended)
-        assert read[["video_id", "frame_index"]].values.tolist() == direct[["video_id", "frame_index"]].values.tolist()
-        assert np.allclose(read[table_names()].to_numpy(np.float64), direct[table_names()].to_numpy(np.float64),
-                           rtol=1e-5, atol=1e-6, equal_nan=True)  # float32 in the cache
-
-
-def test_descriptors_go_stale_on_reextraction_new_code_and_a_video_relabelled_real(tmp_path, monkeypatch):
-    store, _ = _cache(tmp_path)
-    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
-    _write_video(store, "fake", "FAKE", "k2-new")  # extracted again: its rows carry the old key
-    assert [v["video_id"] for v in stale_descriptor_videos(store)] == ["fake"]
-    _write_video(store, "fake", "REAL", "k2-new")  # now REAL, and no self-blended copies yet
-    compute_descriptors.fn(store.url, stale_descriptor_videos(store))
-    assert store.read_partition("descriptors", "fake").blended.sum() == 3 and stale_descriptor_videos(store) == []
-    monkeypatch.setattr("features.learn.descriptors.DESCRIPTORS_VERSION", "next")
-    assert sorted(v["video_id"] for v in stale_descriptor_videos(store)) == ["fake", "real"]
-
-
-def test_a_video_without_cached_descriptors_is_computed_on_read_and_not_written(tmp_path):
-    store, videos = _cache(tmp_path)
-    read = crop_descriptors(videos, store.url, blended=True)
-    assert read.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}  # asked for blends of both
-    assert read.frame_index.dtype == np.int64 and not store.fs.exists(store.table_dir("descriptors"))
-    empty = crop_descriptors(videos[videos.video_id == "faceless"], store.url)
-    assert empty.empty and list(empty.columns) == ["video_id", "frame_index", *table_names()]
-
-
-def test_videos_extracted_by_other_code_are_found(tmp_path):
-    store = CacheStore(str(tmp_path / "cache"))
-    for vid, status, version in (("new", "ok", "5"), ("old", "ok", "4"), ("unknown", "ok", None),
-                                 ("broken", "failed", "4")):
-        store.write_video({"video_id": vid, "cache_key": vid, "status": status, "path": f"/data/{vid}.mp4",
-                           "code_version": version}, [], [])
-    other = other_extraction_code(store, "5")
-    assert sorted(other.video_id) == ["old", "unknown"]  # a failed decode holds no values to misread
-    assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
+    assert compute_features.fn(store.url, stale_feature_videos(store)) == 3
+    assert stale_feature_videos(store) == []

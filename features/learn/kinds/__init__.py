@@ -1,0 +1,1 @@
+"""The model kinds, one class per module; features.learn.registry names them."""
