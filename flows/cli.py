@@ -88,7 +88,7 @@ def _positional(model, name: str, metavar: str):
 
 
 Verbosity = Annotated[int, Parameter(name=["--verbose", "-v"], count=True,
-                                     help="-v shows Prefect's logs; -vv also Dask's and TensorFlow's.")]
+                                     help="-v shows Prefect's logs; -vv also Dask's and TensorFlow's (else in DFP_HOME/logs/workers.log).")]
 DatasetsArg = _positional(ExtractConfig, "datasets", "DATASET")
 CacheArg = _positional(TrainConfig, "cache", "CACHE")
 RunArg = _positional(EvaluateConfig, "run", "RUN")
@@ -349,7 +349,8 @@ def cmd_evaluate(run: RunArg, /, **options) -> int:
 @with_options(
     model_option(ScoreConfig, "model", flag="--run", help="Run folder written by `dfp train` (its --out).",
                  required=True),
-    ("deprecated_model", Annotated[str | None, Parameter(name="--model", show=False)]),
+    ("deprecated_model", Annotated[str | None, Parameter(name="--model", show=False,
+                                                         help="Deprecated spelling of --run (one more release).")]),
     model_option(ScoreConfig, "out", required=True),
     model_option(ScoreConfig, "cache", help="Extraction cache: give the one the clips are already in (a training "
                  "cache, say) to reuse their extraction; their labels are kept.", default_text=" (default: OUT/cache)"),
@@ -489,6 +490,10 @@ def _help() -> int:
 
 # --- errors as one line ----------------------------------------------------------------------------------------------
 
+_BOUNDS = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
+           "less_than": "less than"}
+
+
 def _one_line(exc: Exception, flags: dict[str, str] | None = None) -> str:
     """A pydantic ValidationError as one line naming each field and its flag (its own text spans several lines)."""
     from pydantic import ValidationError
@@ -500,6 +505,9 @@ def _one_line(exc: Exception, flags: dict[str, str] | None = None) -> str:
         field = ".".join(str(p) for p in error["loc"])
         flag = (flags or {}).get(field, "--" + field.replace("_", "-"))
         message = error["msg"].removeprefix("Value error, ")
+        bound = (error.get("ctx") or {})
+        if error["type"] in _BOUNDS:
+            message = f"must be {_BOUNDS[error['type']]} {next(iter(bound.values()))}"
         if error["type"] == "finite_number":
             message = "must be a finite number" + (" of seconds" if "seconds" in field else "")
         parts.append(f"{flag} ({field}): {message}, got {error.get('input')!r}")

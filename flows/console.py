@@ -1,5 +1,5 @@
 """How loud dfp is: quiet by default (one line per stage and the closing summary), `-v` adds Prefect's logs and
-`-vv` Dask's and TensorFlow's too.
+`-vv` Dask's and TensorFlow's too (without it, local Dask workers write their stderr to DFP_HOME/logs/workers.log).
 
 Nothing here imports Prefect, Dask or TensorFlow: `quiet_start` runs before them, because TensorFlow reads its log
 level and Dask its logging config only when they are imported (here and in every local worker process, which
@@ -40,8 +40,19 @@ def quiet_start(level: int) -> None:
     if verbosity < 2:
         for name in ("tensorflow", "absl", "h5py", "numexpr"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        if "DFP_WORKER_LOG" not in runtime.USER_ENV_KEYS:
+            os.environ["DFP_WORKER_LOG"] = str(worker_log())
+    elif "DFP_WORKER_LOG" not in runtime.USER_ENV_KEYS:
+        os.environ.pop("DFP_WORKER_LOG", None)
     # Prefect's "View at http://127.0.0.1:…" points to the temporary server, gone when the command ends.
     logging.getLogger("prefect.flow_runs").addFilter(_no_temporary_links)
+
+
+def worker_log() -> Path:
+    """Where the local Dask workers of a quiet run write their stderr."""
+    path = runtime.dfp_home() / "logs" / "workers.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _no_temporary_links(record: logging.LogRecord) -> bool:

@@ -183,16 +183,11 @@ def make_task_runner(workers: int | None, dask_address: str | None):
     env = {**WORKER_THREAD_ENV, **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}}
     if os.environ.get("PREFECT_API_URL"):
         env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"]
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": n_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-            "env": env,
-        },
-    )
+    cluster_kwargs = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+                      "env": env}
+    if os.environ.get("DFP_WORKER_LOG"):  # quiet: the workers' stderr goes to a log file (flows/worker_log.py)
+        cluster_kwargs["preload"] = ["flows.worker_log"]
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
 
 
 def _missing_paths(paths: list[str]) -> list[str]:
