@@ -74,7 +74,7 @@ def model_option(model, name: str, *, flag: str | None = None, help: str | None 
     text = help or field.description or name.replace("_", " ")
     if required or field.is_required():
         text += " Required."
-    elif not field.is_required():
+    else:
         text += default_text if default_text is not None else _shown_default(field.get_default(call_default_factory=True))
     negative = (field.default is True) if negative is None else negative
     parameter = Parameter(name=flag or "--" + name.replace("_", "-"), help=text,
@@ -130,8 +130,9 @@ def given(options: dict) -> dict:
 
 def _extract_options(*dedicated: str):
     skip = {"datasets", *dedicated}
+    # Every setting can be turned off too (--no-retry-failed overrides a --config file's true).
     return [model_option(ExtractConfig, name, help=ExtractConfig.model_fields[name].description
-                         + (" Not part of the cache key." if name in RUNTIME_FIELDS else ""))
+                         + (" Not part of the cache key." if name in RUNTIME_FIELDS else ""), negative=True)
             for name in ExtractConfig.model_fields if name not in skip]
 
 

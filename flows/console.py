@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from flows import runtime
@@ -40,6 +41,8 @@ def quiet_start(level: int) -> None:
     if verbosity < 2:
         for name in ("tensorflow", "absl", "h5py", "numexpr"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # A local cluster's scheduler moves its dashboard to a free port when another holds 8787: not news.
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
         if "DFP_WORKER_LOG" not in runtime.USER_ENV_KEYS:
             os.environ["DFP_WORKER_LOG"] = str(worker_log())
     elif "DFP_WORKER_LOG" not in runtime.USER_ENV_KEYS:

@@ -40,7 +40,8 @@ def test_extraction_options_are_the_config_fields_with_their_descriptions_and_de
     assert parameters["keyframe_interval"].help == f"{field.description} (default: 10)"
     assert parameters["device"].help.endswith("Not part of the cache key. (default: auto)")
     assert cli.main(["extract", "--help"]) == 0
-    assert "--no-detect-normalize" in capsys.readouterr().out  # a setting that defaults to on can be turned off
+    out = capsys.readouterr().out
+    assert "--no-detect-normalize" in out and "--no-retry-failed" in out  # each setting can be turned off
 
 
 def test_train_options_are_the_train_config_fields_and_model_choices_come_from_one_function():
@@ -102,13 +103,14 @@ def test_train_passes_every_given_option_to_its_config(tmp_path, monkeypatch):
 
 
 def test_extract_reads_a_config_file_and_the_options_override_it(tmp_path, monkeypatch):
-    (tmp_path / "settings.json").write_text('{"detector": "haar", "keyframe_interval": 3}')
+    (tmp_path / "settings.json").write_text('{"detector": "haar", "keyframe_interval": 3, "retry_failed": true}')
     configs = []
     monkeypatch.setattr(cli, "_run_extract", lambda config: configs.append(config) or {"line": "ok"})
     argv = ["extract", str(tmp_path), "--cache", str(tmp_path / "c"), "--config", str(tmp_path / "settings.json"),
-            "--keyframe-interval", "5", "--no-detect-normalize"]
+            "--keyframe-interval", "5", "--no-detect-normalize", "--no-retry-failed"]
     assert cli.main(argv) == 0
     assert (configs[0].detector, configs[0].keyframe_interval, configs[0].detect_normalize) == ("haar", 5, False)
+    assert not configs[0].retry_failed
     assert configs[0].datasets == [str(tmp_path)] and configs[0].cache == str(tmp_path / "c")
 
 

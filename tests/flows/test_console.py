@@ -109,3 +109,15 @@ def test_the_worker_preload_sends_stderr_to_the_log(tmp_path):
                             env={**os.environ, "DFP_WORKER_LOG": str(tmp_path / "w.log"), "PYTHONPATH": str(REPO)})
     assert result.returncode == 0 and result.stderr == ""
     assert (tmp_path / "w.log").read_text() == "to the log\nfrom C\n"
+
+
+def test_quiet_mode_hides_the_moved_dashboard_warning(environment):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        console.quiet_start(0)
+        warnings.warn("Port 8787 is already in use.\nPerhaps you already have a cluster running?", UserWarning,
+                      stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something else"]
