@@ -335,6 +335,7 @@ def cmd_inspect(
             raise ValueError(f"video {video} does not exist: give the path of a video file")
     if cache:
         check_cache_dir(cache)
+    console.import_quietly("tensorflow")  # MTCNN runs in this process
     from flows.inspect import default_out, inspect_videos
 
     out = out or (default_out(videos[0]) if len(videos) == 1 else "inspect")

@@ -52,10 +52,29 @@ def quiet_start(level: int) -> None:
 
 
 def worker_log() -> Path:
-    """Where the local Dask workers of a quiet run write their stderr."""
+    """Where a quiet run sends the stderr of its local Dask workers and of TensorFlow's start-up in this process."""
     path = runtime.dfp_home() / "logs" / "workers.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def import_quietly(module: str) -> None:
+    """Import a library whose C++ start-up lines no log level silences (TensorFlow) with the process's stderr sent
+    to the worker log meanwhile, unless -vv. For commands that load it in this process (dfp inspect)."""
+    import importlib
+
+    if verbosity >= 2 or module in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(worker_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 2)
+        importlib.import_module(module)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
 
 
 def _no_temporary_links(record: logging.LogRecord) -> bool:

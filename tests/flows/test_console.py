@@ -121,3 +121,18 @@ def test_quiet_mode_hides_the_moved_dashboard_warning(environment):
                       stacklevel=1)
         warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+def test_a_library_whose_start_up_lines_no_level_silences_is_imported_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "chatty.py").write_text("import os\nos.write(2, b'I0000 port.cc] oneDNN custom operations\\n')\n")
+    code = ("import sys; from flows import console; console.quiet_start(0); console.import_quietly('chatty'); "
+            "sys.stderr.write('after the import\\n')")
+    env = {**os.environ, "DFP_HOME": str(tmp_path / "home"), "PYTHONPATH": f"{REPO}:{tmp_path}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert result.returncode == 0 and result.stderr == "after the import\n"  # stderr is back after the import
+    assert (tmp_path / "home" / "logs" / "workers.log").read_text() == "I0000 port.cc] oneDNN custom operations\n"
