@@ -47,7 +47,9 @@ def test_extraction_options_are_the_config_fields_with_their_descriptions_and_de
 def test_train_options_are_the_train_config_fields_and_model_choices_come_from_one_function():
     parameters = _parameters("train")
     assert set(TrainConfig.model_fields) - {"cache"} <= set(parameters)
-    assert cli.model_kinds() == typing.get_args(TrainConfig.model_fields["model"].annotation)
+    assert cli.model_kinds() == ("gbm", "crop_gbm", "crop_linear", "cnn")
+    for kind in cli.model_kinds():
+        assert TrainConfig(cache="c", out="r", model=kind).model == kind  # each choice is one the config takes
     hints = typing.get_type_hints(cli.app["train"].default_command, include_extras=True)
     choices = typing.get_args(typing.get_args(typing.get_args(hints["model"])[0])[0])
     assert choices == cli.model_kinds()
