@@ -1,57 +1,101 @@
-"""`dfp`: the command line. Each subcommand builds the run's config model and calls its Prefect flow."""
+"""`dfp`: the command line, on cyclopts. The options of each command are generated from its config model
+(features/config.py), so help text and defaults have one source. Each command checks its paths, run folders,
+caches, Dask address and values first, in about a second and before Prefect, Dask or TensorFlow are imported;
+then it builds its config and calls its Prefect flow.
+"""
 
 from __future__ import annotations
 
-import argparse
+import importlib.metadata
 import json
+import os
 import sys
-import types
-import typing
 from pathlib import Path
+from typing import Annotated, Literal
 
 from flows.runtime import configure_environment
 
 configure_environment()
 
-from features.config import RUNTIME_FIELDS, ExtractConfig  # noqa: E402 - after the environment is set
+from cyclopts import App, Parameter  # noqa: E402 - after the environment is set
+from cyclopts.exceptions import CycloptsError, UnusedCliTokensError  # noqa: E402
 
-# Options every extraction-shaped command takes, generated from the config model so help and defaults agree.
-_POSITIONAL = {"datasets"}
-_DEDICATED = {"cache", "force", "dask_address", "workers"}
+from features.config import RUNTIME_FIELDS, EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig  # noqa: E402
+from flows import console  # noqa: E402
+from flows.cli_options import Verbosity, given, model_option, positional, with_options  # noqa: E402
+from flows.console import say  # noqa: E402
 
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("extraction settings (part of the cache key unless noted)")
-    for name, field in ExtractConfig.model_fields.items():
-        if name in _POSITIONAL | _DEDICATED:
-            continue
-        flag = "--" + name.replace("_", "-")
-        base = field.annotation
-        if typing.get_origin(base) in (typing.Union, types.UnionType):  # X | None
-            base = next(a for a in typing.get_args(base) if a is not type(None))
-        note = " Not part of the cache key." if name in RUNTIME_FIELDS else ""
-        help_text = f"{field.description}{note} (default: {field.default})"
-        if base is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif typing.get_origin(base) is typing.Literal:
-            group.add_argument(flag, choices=typing.get_args(base), default=None, help=help_text)
-        else:
-            group.add_argument(flag, type=base, default=None, metavar=name.upper(), help=help_text)
+EXIT_USAGE = 2  # a usage error: a path, run, cache, address or value is wrong
+EXIT_FAILED = 3  # some (with --fail-on-error) or all videos of this run failed
 
 
-def _config_from_args(args: argparse.Namespace, **fixed) -> ExtractConfig:
-    values = json.loads(Path(args.config).read_text()) if getattr(args, "config", None) else {}
-    for name in ExtractConfig.model_fields:
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
-    values.update({k: v for k, v in fixed.items() if v is not None})
-    return ExtractConfig(**values)
+def model_kinds() -> tuple[str, ...]:
+    """The model kinds `dfp train --model` accepts: the enum of TrainConfig.model's JSON schema (a Literal's today,
+    the model registry's names once it lands; `registry.model_names()` can replace this line then)."""
+    return tuple(TrainConfig.model_json_schema()["properties"]["model"]["enum"])
 
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("deepfake-pipeline")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (deepfake-pipeline is not installed: pip install -e .)"
+
+
+app = App(name="dfp", help="deepfake-pipeline: video forensics data pipelines (extract, train, evaluate, score).",
+          version=_version, help_on_error=False)
+
+DatasetsArg = positional(ExtractConfig, "datasets", "DATASET")
+CacheArg = positional(TrainConfig, "cache", "CACHE")
+RunArg = positional(EvaluateConfig, "run", "RUN")
+VideosArg = positional(ScoreConfig, "videos", "VIDEOS")
+
+
+def _extract_options(*dedicated: str):
+    skip = {"datasets", *dedicated}
+    # Every setting can be turned off too (--no-retry-failed overrides a --config file's true).
+    return [model_option(ExtractConfig, name, help=ExtractConfig.model_fields[name].description
+                         + (" Not part of the cache key." if name in RUNTIME_FIELDS else ""), negative=True)
+            for name in ExtractConfig.model_fields if name not in skip]
+
+
+CLUSTER = ("workers", "dask_address", "force")
+
+
+def _config_from(values: dict, config_file: str | None = None, **fixed) -> ExtractConfig:
+    """An ExtractConfig from a --config JSON file, overridden by the options given and then by `fixed`."""
+    merged = json.loads(Path(config_file).read_text()) if config_file else {}
+    merged.update(given(values))
+    merged.update(given(fixed))
+    return ExtractConfig(**merged)
+
+
+# --- cheap checks, before anything heavy is imported -------------------------------------------------------------
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def check_inputs(paths: list[str], what: str = "input") -> None:
+    """Every local input path exists."""
+    for path in paths:
+        if not _is_url(path) and not os.path.exists(path):
+            raise ValueError(f"{what} {path} does not exist: give video files, folders of videos, dataset folders or "
+                             "a CSV of path,label")
+
+
+def check_cluster(dask_address: str | None) -> None:
+    """A Dask scheduler address given (or in DFP_DASK_ADDRESS) is well formed and answers."""
+    from flows.runtime import check_dask_address, cluster_address
+
+    address = cluster_address(dask_address)
+    if address:
+        check_dask_address(address)
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
 
 def _run_extract(config: ExtractConfig) -> dict:
-    import os
-
     from flows.runtime import prefect_server
 
     if not os.environ.get("PREFECT_API_URL"):
@@ -65,10 +109,8 @@ def _run_extract(config: ExtractConfig) -> dict:
     with prefect_server():
         from flows.extract import extract_flow
 
+        console.show_stages()
         return extract_flow(config)
-
-
-EXIT_FAILED = 3  # some (with --fail-on-error) or all videos of this run failed
 
 
 def extract_exit_code(summary: dict, fail_on_error: bool) -> int:
@@ -92,25 +134,66 @@ def extract_exit_code(summary: dict, fail_on_error: bool) -> int:
     return 0
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
-    config = _config_from_args(args, datasets=args.datasets)
+@app.command(name="extract")
+@with_options(
+    model_option(ExtractConfig, "cache", help="Cache location: local path or fsspec URL (s3://...).",
+                 required=True),
+    model_option(ExtractConfig, "workers"), model_option(ExtractConfig, "dask_address"),
+    model_option(ExtractConfig, "force", help="Redo every video."),
+    ("config", Annotated[str | None, Parameter(help="JSON file with ExtractConfig fields; options override it.")]),
+    ("fail_on_error", Annotated[bool | None, Parameter(negative="", help="Exit 3 if any video of this run failed "
+                                                       "(without it: exit 3 only when all failed).")]),
+    *_extract_options("cache", *CLUSTER),
+)
+def cmd_extract(datasets: DatasetsArg, /, **options) -> int:
+    """Extract face tracks, crops and SSIM series of every new or changed video into the cache.
+
+    DATASET is a DFDC folder (metadata.json), a FaceForensics++ root, any folder of videos (optionally with
+    labels.csv), a CSV of path,label[,original], or a video file. Exit codes: 0 ok, 2 usage error, 3 videos failed.
+    """
+    if not options.get("cache"):
+        raise ValueError("--cache is required: where the cache goes (a local path or s3://...)")
+    fail_on_error = bool(options.pop("fail_on_error"))
+    config = _config_from(options, options.pop("config"), datasets=list(datasets))
+    check_inputs(config.datasets, "dataset")
+    check_cluster(config.dask_address)
     summary = _run_extract(config)
-    print(summary["line"])
-    return extract_exit_code(summary, args.fail_on_error)
+    say(summary["line"])
+    return extract_exit_code(summary, fail_on_error)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+@app.command(name="demo")
+@with_options(
+    ("out", Annotated[str, Parameter(help="Folder for the demo data and cache.")], "demo-output"),
+    model_option(ExtractConfig, "cache", help="Cache location.", default_text=" (default: OUT/cache)"),
+    ("clips", Annotated[int, Parameter(help="Number of clips, half REAL and half FAKE.")], 20),
+    ("frames", Annotated[int, Parameter(help="Frames per clip.")], 60),
+    ("seed", Annotated[int, Parameter(help="Generator seed: same seed, same clips.")], 0),
+    ("regenerate", Annotated[bool, Parameter(negative="", help="Regenerate the clips even if present.")], False),
+    model_option(ExtractConfig, "workers"), model_option(ExtractConfig, "dask_address"),
+    model_option(ExtractConfig, "force", help="Redo every video."),
+    *_extract_options("cache", *CLUSTER),
+)
+def cmd_demo(**options) -> int:
+    """Generate the built-in demo dataset and extract it.
+
+    A small labelled DFDC-style dataset made from face images that ship with scikit-image and matplotlib (no
+    downloads), then extraction on it.
+    """
     from features.video.demo import make_demo_dataset
 
-    out = Path(args.out)
+    out = Path(options.pop("out"))
+    clips, frames, seed, regenerate = (options.pop(k) for k in ("clips", "frames", "seed", "regenerate"))
     data = out / "dfdc-demo"
-    if not (data / "metadata.json").exists() or args.regenerate:
-        print(f"generating {args.clips} demo clips in {data} ...", flush=True)
-        make_demo_dataset(data, n_clips=args.clips, frames=args.frames, seed=args.seed)
-    config = _config_from_args(args, datasets=[str(data)], cache=args.cache or str(out / "cache"))
+    config = _config_from(options, datasets=[str(data)], cache=options.get("cache") or str(out / "cache"))
+    check_cluster(config.dask_address)
+    if not (data / "metadata.json").exists() or regenerate:
+        say(f"generating {clips} demo clips in {data} ...")
+        make_demo_dataset(data, n_clips=clips, frames=frames, seed=seed)
     summary = _run_extract(config)
-    print(summary["line"])
-    print(f"cache: {config.cache}  (read it with pandas.read_parquet('{config.cache}/videos'))")
+    say(summary["line"])
+    say(f"cache: {config.cache}  (read it with pandas.read_parquet('{config.cache}/videos'); "
+        f"next: dfp train {config.cache} --out {out / 'run'})")
     return 0
 
 
@@ -120,75 +203,8 @@ def _run_flow(name: str, config):
     with prefect_server():
         from flows import train
 
+        console.show_stages()
         return getattr(train, name)(config)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from features.config import TrainConfig
-    from features.store.rundir import prepare_run_dir
-
-    config = TrainConfig(cache=args.cache, out=args.out, model=args.model, folds=args.folds, holdout=args.holdout,
-                         seed=args.seed, cnn_size=args.cnn_size, cnn_epochs=args.cnn_epochs, workers=args.workers,
-                         dask_address=args.dask_address, overwrite=args.overwrite)
-    prepare_run_dir(config.out, config.overwrite)  # before the Prefect server and cluster start
-    metrics = _run_flow("train_flow", config)
-    _print_metrics(metrics)
-    print(f"run: {args.out}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from features.config import EvaluateConfig
-    from flows.train import check_run
-
-    check_run(args.run)  # a missing or unsafe run is refused before any server or cluster starts
-    metrics = _run_flow("evaluate_flow", EvaluateConfig(run=args.run, cache=args.cache, workers=args.workers,
-                                                        dask_address=args.dask_address))
-    _print_metrics(metrics)
-    return 0
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from features.config import ScoreConfig
-    from flows.train import check_run
-
-    check_run(args.model)  # a missing or unsafe run is refused before any server or cluster starts
-    summary = _run_flow("score_flow", ScoreConfig(videos=args.videos, model=args.model, out=args.out,
-                                                  cache=args.cache, workers=args.workers,
-                                                  dask_address=args.dask_address))
-    print(f"{summary['videos']} videos scored, {summary['flagged']} flagged (0.5): {summary['predictions']}")
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from flows.inspect import default_out, inspect_videos
-
-    out = args.out or (default_out(args.videos[0]) if len(args.videos) == 1 else "inspect")
-    results = inspect_videos(args.videos, out, cache=args.cache, frame=args.frame, step=args.step,
-                             columns=args.columns, rows=args.rows)
-    for result in results.values():
-        for path in (result.values() if isinstance(result, dict) else [result]):
-            print(path)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from flows.report import write_report
-
-    print(write_report(args.cache, args.out, run=args.run, sample=args.sample))
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.runtime import prefect_server
-    from flows.serve import load_deployments, serve
-
-    load_deployments(args.file, args.only)  # unset variables and unknown names fail before any server starts
-    with prefect_server() as url:
-        print(f"serving {', '.join(d['name'] for d in load_deployments(args.file, args.only))} from {args.file} "
-              f"on {url} (Ctrl-C stops)", flush=True)
-        serve(args.file, args.only, args.limit)
-    return 0
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -198,151 +214,267 @@ def _print_metrics(metrics: dict) -> None:
               f"  accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']}  Brier {m['brier']:.4f}  n={m['n']}")
 
 
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dask-address", default=None, help="Use an existing Dask scheduler (tcp://host:port).")
-    parser.add_argument("--workers", type=int, default=None, help="Local Dask worker processes (default: cores).")
+TRAIN_OPTIONS = ("out", "model", "folds", "holdout", "seed", "cnn_size", "cnn_epochs", "workers", "dask_address",
+                 "overwrite")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfp", description="deepfake-pipeline: video forensics data pipelines.")
-    sub = parser.add_subparsers(dest="command", required=True)
+@app.command(name="train")
+@with_options(*(model_option(TrainConfig, name, annotation=Literal[model_kinds()] if name == "model" else None)
+                for name in TRAIN_OPTIONS))
+def cmd_train(cache: CacheArg, /, **options) -> int:
+    """Cross-validate and train a real/fake classifier on a cache.
 
-    extract = sub.add_parser("extract", help="Extract face tracks, crops and SSIM series into a Parquet cache.",
-                             description="Extract face tracks, crops and SSIM series of every new or changed "
-                                         "video into the cache. DATASET is a DFDC folder (metadata.json), a "
-                                         "FaceForensics++ root, any folder of videos (optionally with labels.csv), "
-                                         "a CSV of path,label[,original], or a video file. "
-                                         "Exit codes: 0 ok, 2 usage error, 3 videos failed.")
-    extract.add_argument("datasets", nargs="+", metavar="DATASET")
-    extract.add_argument("--cache", required=True, help="Cache location: local path or fsspec URL (s3://...).")
-    _add_cluster_options(extract)
-    extract.add_argument("--force", action="store_true", default=None, help="Redo every video.")
-    extract.add_argument("--config", default=None, help="JSON file with ExtractConfig fields; flags override it.")
-    extract.add_argument("--fail-on-error", action="store_true",
-                         help="Exit 3 if any video of this run failed (without it: exit 3 only when all failed).")
-    _add_config_options(extract)
-    extract.set_defaults(func=cmd_extract)
+    Grouped K-fold cross-validation by leakage group (or the metadata split with --holdout), evaluation into RUN
+    (metrics.json, plots, out-of-fold predictions), then the final model fitted on every labelled video.
+    """
+    from features.store.rundir import check_cache_dir, prepare_run_dir
 
-    demo = sub.add_parser("demo", help="Generate the built-in demo dataset and extract it.",
-                          description="Generate a small labelled DFDC-style dataset from face images that ship "
-                                      "with scikit-image and matplotlib (no downloads), then run extraction on it.")
-    demo.add_argument("--out", default="demo-output", help="Folder for the demo data and cache.")
-    demo.add_argument("--cache", default=None, help="Cache location (default: OUT/cache).")
-    demo.add_argument("--clips", type=int, default=20, help="Number of clips, half REAL and half FAKE.")
-    demo.add_argument("--frames", type=int, default=60, help="Frames per clip.")
-    demo.add_argument("--seed", type=int, default=0, help="Generator seed: same seed, same clips.")
-    demo.add_argument("--regenerate", action="store_true", help="Regenerate the clips even if present.")
-    _add_cluster_options(demo)
-    demo.add_argument("--force", action="store_true", default=None, help="Redo every video.")
-    _add_config_options(demo)
-    demo.set_defaults(func=cmd_demo)
-
-    train = sub.add_parser("train", help="Cross-validate and train a real/fake classifier on a cache.",
-                           description="Grouped K-fold cross-validation by leakage group (or the metadata split "
-                                       "with --holdout), evaluation into RUN (metrics.json, plots, out-of-fold "
-                                       "predictions), then the final model fitted on every labelled video.")
-    train.add_argument("cache", metavar="CACHE")
-    train.add_argument("--out", required=True, metavar="RUN", help="Run directory.")
-    train.add_argument("--model", choices=["gbm", "crop_gbm", "crop_linear", "cnn"], default="crop_linear",
-                       help="Classifier (default: crop_linear, linear model on crop texture and residual statistics "
-                            "trained with self-blend pairs, the best on real clips (bench/quality.py); gbm: boosting "
-                            "on per-video features; crop_gbm: per-crop texture boosting with self-blended fakes; "
-                            "cnn: Keras CNN on crops).")
-    train.add_argument("--folds", type=int, default=5, help="Grouped CV folds (default: 5).")
-    train.add_argument("--holdout", action="store_true", help="Validate on the metadata split instead of CV.")
-    train.add_argument("--seed", type=int, default=0, help="Seed (default: 0).")
-    train.add_argument("--cnn-size", choices=["small", "large"], default="small", help="CNN size (large: GPU).")
-    train.add_argument("--cnn-epochs", type=int, default=8, help="CNN epochs (default: 8).")
-    train.add_argument("--overwrite", action="store_true",
-                       help="Replace an existing run in RUN (its evaluations are deleted too).")
-    _add_cluster_options(train)
-    train.set_defaults(func=cmd_train)
-
-    evaluate = sub.add_parser("evaluate", help="Evaluate a trained run on another labelled cache.",
-                              description="Score RUN's model on OTHER_CACHE and write metrics, plots and "
-                                          "predictions to RUN/evaluations/<cache name>/.")
-    evaluate.add_argument("run", metavar="RUN")
-    evaluate.add_argument("--cache", required=True, metavar="OTHER_CACHE")
-    _add_cluster_options(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    score = sub.add_parser("score", help="Score new videos into a DFDC-style submission.",
-                           description="Extract whatever is not cached yet with the run's extraction settings, "
-                                       "then write OUT/predictions.csv (filename,label = P(FAKE)) and "
-                                       "OUT/predictions_detail.csv (status, flag, faces, top features).")
-    score.add_argument("videos", nargs="+", metavar="VIDEOS")
-    score.add_argument("--model", required=True, metavar="RUN")
-    score.add_argument("--out", required=True, metavar="DIR")
-    score.add_argument("--cache", default=None, help="Extraction cache (default: DIR/cache).")
-    _add_cluster_options(score)
-    score.set_defaults(func=cmd_score)
-
-    inspect = sub.add_parser("inspect", help="Look at videos: detections, frames, face animation, SSIM.",
-                             description="Write detections.png (MTCNN and Haar side by side), frames.png, face.gif "
-                                         "and ssim.png for each VIDEO, reading the cache where it can and "
-                                         "computing what is missing. With several videos (a fake and its "
-                                         "original, say), each goes to OUT/<name>/ and OUT/comparison.png shows "
-                                         "them side by side. Prints the paths it wrote.")
-    inspect.add_argument("videos", nargs="+", metavar="VIDEO")
-    inspect.add_argument("--cache", default=None, help="Cache to read the face track and SSIM series from.")
-    inspect.add_argument("--out", default=None, help="Output folder (default: inspect/<video name>).")
-    inspect.add_argument("--frame", type=int, default=0, help="Frame shown in detections.png (default: 0).")
-    inspect.add_argument("--step", type=int, default=30, help="Frames between grid images (default: 30).")
-    inspect.add_argument("--columns", type=int, default=4, help="Grid columns (default: 4).")
-    inspect.add_argument("--rows", type=int, default=3, help="Grid rows (default: 3).")
-    inspect.set_defaults(func=cmd_inspect)
-
-    report = sub.add_parser("report", help="Write a self-contained HTML report of a cache (and a run).",
-                            description="One HTML file with every image embedded, readable offline: dataset "
-                                        "composition, extraction health, a sample of videos with their main face "
-                                        "and face-SSIM sparkline, and the model's metrics when --run is given.")
-    report.add_argument("cache", metavar="CACHE")
-    report.add_argument("--out", default="report.html", help="Output HTML file (default: report.html).")
-    report.add_argument("--run", default=None, help="Training run directory to include.")
-    report.add_argument("--sample", type=int, default=24, help="Videos shown in the sample table (default: 24).")
-    report.set_defaults(func=cmd_report)
-
-    serve = sub.add_parser("serve", help="Serve the deployments of prefect.yaml: schedules and triggered runs.",
-                           description="Register the deployments declared in prefect.yaml (extract on a nightly "
-                                       "schedule, train, score) with the Prefect server in PREFECT_API_URL (or a "
-                                       "local one), and run their flow runs in this process until interrupted. "
-                                       "Trigger one with `prefect deployment run extract/extract` or from the UI.")
-    serve.add_argument("--file", default="prefect.yaml", help="Deployment file (default: ./prefect.yaml).")
-    serve.add_argument("--only", nargs="+", default=None, metavar="NAME", help="Serve only these deployments.")
-    serve.add_argument("--limit", type=int, default=None, help="Most flow runs at once (default: no limit).")
-    serve.set_defaults(func=cmd_serve)
-    return parser
+    if not options.get("out"):
+        raise ValueError("--out is required: the run folder this training writes (metrics, plots, the model)")
+    config = TrainConfig(cache=cache, **given(options))
+    if not config.overwrite:
+        prepare_run_dir(config.out, overwrite=False)  # an --out holding a run is refused first
+    check_cache_dir(config.cache)
+    check_cluster(config.dask_address)
+    prepare_run_dir(config.out, config.overwrite)  # before the Prefect server and cluster start
+    metrics = _run_flow("train_flow", config)
+    _print_metrics(metrics)
+    say(f"run: {config.out}  (next: dfp score CLIPS --run {config.out} --out OUT, dfp runs "
+        f"{Path(config.out).parent})")
+    return 0
 
 
-def _one_line(exc: Exception) -> str:
+@app.command(name="evaluate")
+@with_options(model_option(EvaluateConfig, "cache", required=True),
+              model_option(ExtractConfig, "workers"), model_option(ExtractConfig, "dask_address"))
+def cmd_evaluate(run: RunArg, /, **options) -> int:
+    """Evaluate a trained run on another labelled cache.
+
+    Score RUN's model on CACHE and write metrics, plots and predictions to RUN/evaluations/<cache name>/.
+    """
+    from features.store.rundir import check_cache_dir, check_run_dir
+
+    if not options.get("cache"):
+        raise ValueError("--cache is required: the labelled cache to evaluate RUN on")
+    config = EvaluateConfig(run=run, **given(options))
+    check_run_dir(config.run)
+    check_cache_dir(config.cache)
+    check_cluster(config.dask_address)
+    from flows.train import check_run, evaluation_name
+
+    check_run(config.run)  # the deeper checks: digests, safe formats, versions
+    metrics = _run_flow("evaluate_flow", config)
+    _print_metrics(metrics)
+    say(f"evaluation: {config.run}/evaluations/{evaluation_name(config.cache)}/metrics.json")
+    return 0
+
+
+@app.command(name="score")
+@with_options(
+    model_option(ScoreConfig, "model", flag="--run", help="Run folder written by `dfp train` (its --out).",
+                 required=True),
+    ("deprecated_model", Annotated[str | None, Parameter(name="--model", show=False,
+                                                         help="Deprecated spelling of --run (one more release).")]),
+    model_option(ScoreConfig, "out", required=True),
+    model_option(ScoreConfig, "cache", help="Extraction cache: give the one the clips are already in (a training "
+                 "cache, say) to reuse their extraction; their labels are kept.", default_text=" (default: OUT/cache)"),
+    model_option(ExtractConfig, "workers"), model_option(ExtractConfig, "dask_address"),
+)
+def cmd_score(videos: VideosArg, /, **options) -> int:
+    """Score new videos into a DFDC-style submission.
+
+    Extract whatever is not cached yet with the run's extraction settings, then write OUT/predictions.csv
+    (filename,label = P(FAKE)) and OUT/predictions_detail.csv (status, flag, faces, top features).
+    """
+    from features.store.rundir import check_run_dir
+
+    old = options.pop("deprecated_model")
+    if old is not None:
+        print(f"dfp score: warning: --model RUN is deprecated and goes in the next release: use --run {old}",
+              file=sys.stderr)
+        options["model"] = options.get("model") or old
+    if not options.get("model"):
+        raise ValueError("--run is required: the run folder of a `dfp train` run (`dfp runs FOLDER` lists them)")
+    if not options.get("out"):
+        raise ValueError("--out is required: the folder for predictions.csv and predictions_detail.csv")
+    config = ScoreConfig(videos=list(videos), **given(options))
+    check_run_dir(config.model)
+    check_inputs(config.videos, "video")
+    check_cluster(config.dask_address)
+    from flows.train import check_run
+
+    check_run(config.model)  # the deeper checks: digests, safe formats, versions
+    summary = _run_flow("score_flow", config)
+    say(f"{summary['videos']} videos scored, {summary['flagged']} flagged (0.5): {summary['predictions']}")
+    return 0
+
+
+@app.command(name="inspect")
+def cmd_inspect(
+    videos: Annotated[list[str], Parameter(name="VIDEO", help="Video files to look at.")], /, *,
+    cache: Annotated[str | None, Parameter(help="Cache to read the face track and SSIM series from.")] = None,
+    out: Annotated[str | None, Parameter(help="Output folder (default: inspect/<video name>).")] = None,
+    frame: Annotated[int, Parameter(help="Frame shown in detections.png.")] = 0,
+    step: Annotated[int, Parameter(help="Frames between grid images.")] = 30,
+    columns: Annotated[int, Parameter(help="Grid columns.")] = 4,
+    rows: Annotated[int, Parameter(help="Grid rows.")] = 3,
+    verbose: Verbosity = 0,
+) -> int:
+    """Look at videos: detections, frames, face animation, SSIM.
+
+    Write detections.png (MTCNN and Haar side by side), frames.png, face.gif and ssim.png for each VIDEO, reading
+    the cache where it can and computing what is missing. With several videos (a fake and its original, say), each
+    goes to OUT/<name>/ and OUT/comparison.png shows them side by side. Prints the paths it wrote.
+    """
+    from features.store.rundir import check_cache_dir
+
+    console.quiet_start(verbose)
+    for video in videos:
+        if not os.path.isfile(video):
+            raise ValueError(f"video {video} does not exist: give the path of a video file")
+    if cache:
+        check_cache_dir(cache)
+    console.import_quietly("tensorflow")  # MTCNN runs in this process
+    from flows.inspect import default_out, inspect_videos
+
+    out = out or (default_out(videos[0]) if len(videos) == 1 else "inspect")
+    results = inspect_videos(videos, out, cache=cache, frame=frame, step=step, columns=columns, rows=rows)
+    for result in results.values():
+        for path in (result.values() if isinstance(result, dict) else [result]):
+            print(path)
+    return 0
+
+
+@app.command(name="report")
+def cmd_report(
+    cache: Annotated[str, Parameter(name="CACHE", help="Cache written by `dfp extract`.")], /, *,
+    out: Annotated[str, Parameter(help="Output HTML file.")] = "report.html",
+    run: Annotated[str | None, Parameter(help="Training run folder to include (its --out).")] = None,
+    sample: Annotated[int, Parameter(help="Videos shown in the sample table.")] = 24,
+) -> int:
+    """Write a self-contained HTML report of a cache (and a run).
+
+    One HTML file with every image embedded, readable offline: dataset composition, extraction health, a sample of
+    videos with their main face and face-SSIM sparkline, and the model's metrics when --run is given.
+    """
+    from features.store.rundir import check_cache_dir, check_run_dir
+
+    check_cache_dir(cache)
+    if run:
+        check_run_dir(run)
+    from flows.report import write_report
+
+    print(write_report(cache, out, run=run, sample=sample))
+    return 0
+
+
+@app.command(name="runs")
+def cmd_runs(
+    folder: Annotated[str, Parameter(name="FOLDER", help="Folder holding training runs (searched recursively).")] = ".",
+    /, *,
+    html: Annotated[str | None, Parameter(help="Also write the table as an HTML page here.")] = None,
+) -> int:
+    """List the training runs under a folder: model kind, date, data, CV AUC, log loss and their evaluations."""
+    from flows.runs import print_runs
+
+    return print_runs(folder, html)
+
+
+@app.command(name="serve")
+def cmd_serve(
+    *,
+    file: Annotated[str, Parameter(help="Deployment file.")] = "prefect.yaml",
+    only: Annotated[list[str] | None, Parameter(help="Serve only these deployments (NAME ...).",
+                                                consume_multiple=True)] = None,
+    limit: Annotated[int | None, Parameter(help="Most flow runs at once (default: no limit).")] = None,
+    verbose: Verbosity = 0,
+) -> int:
+    """Serve the deployments of prefect.yaml: schedules and triggered runs.
+
+    Register the deployments declared in prefect.yaml (extract on a nightly schedule, train, score) with the Prefect
+    server in PREFECT_API_URL (or a local one), and run their flow runs in this process until interrupted. Trigger
+    one with `prefect deployment run extract/extract` or from the UI.
+    """
+    from flows.runtime import prefect_server
+    from flows.serve import load_deployments, serve
+
+    console.quiet_start(max(verbose, 1))  # a server's log is what it is for
+    load_deployments(file, only)  # unset variables and unknown names fail before any server starts
+    with prefect_server() as url:
+        print(f"serving {', '.join(d['name'] for d in load_deployments(file, only))} from {file} "
+              f"on {url} (Ctrl-C stops)", flush=True)
+        serve(file, only, limit)
+    return 0
+
+
+@app.default
+def _help() -> int:
+    app.help_print([])
+    return 0
+
+
+# --- errors as one line ----------------------------------------------------------------------------------------------
+
+_BOUNDS = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
+           "less_than": "less than"}
+
+
+def _one_line(exc: Exception, flags: dict[str, str] | None = None) -> str:
     """A pydantic ValidationError as one line naming each field and its flag (its own text spans several lines)."""
     from pydantic import ValidationError
 
     if not isinstance(exc, ValidationError):
-        return str(exc)
+        return " ".join(str(exc).split()) if isinstance(exc, CycloptsError) else str(exc)
     parts = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"])
+        flag = (flags or {}).get(field, "--" + field.replace("_", "-"))
         message = error["msg"].removeprefix("Value error, ")
+        bound = (error.get("ctx") or {})
+        if error["type"] in _BOUNDS:
+            message = f"must be {_BOUNDS[error['type']]} {next(iter(bound.values()))}"
         if error["type"] == "finite_number":
             message = "must be a finite number" + (" of seconds" if "seconds" in field else "")
-        parts.append(f"--{field.replace('_', '-')} ({field}): {message}, got {error.get('input')!r}")
+        parts.append(f"{flag} ({field}): {message}, got {error.get('input')!r}")
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
-        from features.store.cache import CacheBusyError
-        from features.store.datasets import DatasetError
+def _is_cache_busy(exc: Exception) -> bool:
+    if "features.store.cache" not in sys.modules:
+        return False
+    from features.store.cache import CacheBusyError
 
-        if isinstance(exc, (DatasetError, ValueError, CacheBusyError)):
-            print(f"dfp {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
+    return isinstance(exc, CacheBusyError)
+
+
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    prog = f"dfp {command}" if command in app else "dfp"
+    try:
+        result = app(argv, exit_on_error=False, print_error=False, result_action="return_value")
+    except UnusedCliTokensError as exc:
+        if command is not None and command not in app:
+            print(f"dfp: error: unknown command {command!r} (`dfp --help` lists the commands)", file=sys.stderr)
+        else:
+            print(f"{prog}: error: {_one_line(exc)} (`{prog} --help` shows the usage)", file=sys.stderr)
+        return EXIT_USAGE
+    except CycloptsError as exc:
+        print(f"{prog}: error: {_one_line(exc)} (`{prog} --help` shows the usage)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
+        # DatasetError and UnsafeModelFile are ValueErrors; the cache module (pandas, pyarrow) is imported only when
+        # the error may be one of its own.
+        if isinstance(exc, ValueError) or _is_cache_busy(exc):
+            flags = {"model": "--run"} if command == "score" else None
+            print(f"{prog}: error: {_one_line(exc, flags)}", file=sys.stderr)
+            return EXIT_USAGE
         raise
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+# What the user set before dfp touched the environment: their values win over dfp's defaults.
+USER_ENV_KEYS = frozenset(os.environ)
+# The URL of the Prefect server this process started for one command, while it runs (None: the user's server).
+temporary_server_url: str | None = None
+
 # Set for every process we start: no telemetry, quiet TensorFlow, one thread per library.
 QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -109,6 +114,9 @@ def prefect_server(timeout_s: float = 90) -> Iterator[str]:
                 tail = log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"local Prefect server did not start (see {log_path}):\n{tail}")
             time.sleep(0.2)
+        global temporary_server_url
+        temporary_server_url = url
+        stack.callback(globals().__setitem__, "temporary_server_url", None)
         os.environ["PREFECT_API_URL"] = url  # inherited by local Dask worker processes
         stack.callback(os.environ.pop, "PREFECT_API_URL", None)
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
@@ -139,6 +147,30 @@ def cluster_address(dask_address: str | None) -> str | None:
     return dask_address or os.environ.get("DFP_DASK_ADDRESS") or None
 
 
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_dask_address(address: str, timeout_s: float = 1.5) -> None:
+    """Refuse a Dask scheduler address that is malformed or where nothing answers, in about a second (distributed
+    itself would retry for its whole connect timeout, then print several tracebacks)."""
+    from urllib.parse import urlsplit
+
+    fix = "give the scheduler's address as tcp://host:port, or leave --dask-address out to use a local cluster"
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in DASK_SCHEMES or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ValueError(f"--dask-address {address!r} is not a scheduler address: {fix}")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise ValueError(f"--dask-address {address}: no Dask scheduler answers there ({reason}): start one "
+                         f"(`dask scheduler`) or {fix.split(', or ')[1]}") from None
+
+
 def make_task_runner(workers: int | None, dask_address: str | None):
     """A DaskTaskRunner: the given cluster, or a LocalCluster of single-threaded process workers."""
     from prefect_dask import DaskTaskRunner
@@ -147,19 +179,15 @@ def make_task_runner(workers: int | None, dask_address: str | None):
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     n_workers = workers or os.cpu_count() or 1
-    env = {**WORKER_THREAD_ENV, **QUIET_ENV}
+    # The workers log as this process does (flows.console sets the levels for -v and -vv).
+    env = {**WORKER_THREAD_ENV, **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}}
     if os.environ.get("PREFECT_API_URL"):
         env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"]
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": n_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-            "env": env,
-        },
-    )
+    cluster_kwargs = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+                      "env": env}
+    if os.environ.get("DFP_WORKER_LOG"):  # quiet: the workers' stderr goes to a log file (flows/worker_log.py)
+        cluster_kwargs["preload"] = ["flows.worker_log"]
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
 
 
 def _missing_paths(paths: list[str]) -> list[str]:

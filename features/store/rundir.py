@@ -7,6 +7,7 @@ ends without error, one object per file, so a crashed run leaves no half-written
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +90,84 @@ def prepare_run_dir(url: str, overwrite: bool) -> None:
         raise ValueError(f"{url} already holds a training run ({marker}): pass --overwrite to replace it, "
                          "or choose another --out")
     clear_dir(url)
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def check_run_dir(url: str) -> dict:
+    """The model card of a training run folder, checked cheaply before anything heavy starts: the folder exists, it
+    holds a model_card.json and the model files that card names. Raises ValueError naming what is wrong and what to
+    do. The deeper checks (digests, safe formats, versions) stay with the loader."""
+    if not _is_remote(url) and not Path(url).is_dir():
+        raise ValueError(f"run folder {url} does not exist: give the --out folder of a `dfp train` run "
+                         "(`dfp runs FOLDER` lists them)")
+    try:
+        card = json.loads(read_text(join(url, "model_card.json")))
+    except FileNotFoundError:
+        raise ValueError(f"{url} is not a training run: it has no model_card.json (`dfp train CACHE --out RUN` "
+                         "writes one)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{join(url, 'model_card.json')} is not a model card written by dfp train: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("model_file"), str):
+        raise ValueError(f"{join(url, 'model_card.json')} is not a model card written by dfp train: it names no "
+                         "model_file")
+    fs, root = fsspec.core.url_to_fs(url)
+    for name in sorted({card["model_file"], *(card.get("model_sha256") or {})}):
+        if not fs.isfile(f"{root.rstrip('/')}/{name}"):
+            raise ValueError(f"{url}: the model file {name} named by its model_card.json is missing (retrain with "
+                             f"`dfp train CACHE --out {url} --overwrite`)")
+    return card
+
+
+def check_cache_dir(url: str) -> None:
+    """Refuse a local cache folder that does not exist or holds no videos table, before anything heavy starts
+    (an object-store URL is left to the cache itself)."""
+    if _is_remote(url):
+        return
+    path = Path(url)
+    if not path.exists():
+        raise ValueError(f"cache {url} does not exist: write one with `dfp extract DATASET --cache {url}`")
+    if not path.is_dir() or not (path / "videos").is_dir():
+        raise ValueError(f"{url} is not a cache written by `dfp extract` (it has no videos table): write one with "
+                         f"`dfp extract DATASET --cache {url}`")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _auc_and_loss(metrics: dict) -> tuple[float | None, float | None]:
+    overall = metrics.get("overall") or {}
+    return overall.get("roc_auc"), overall.get("log_loss")
+
+
+def list_runs(folder: str) -> list[dict]:
+    """The training runs under a local folder (itself, or any folder below holding model_card.json or
+    metrics.json), newest first: run, model kind, date, data, CV AUC and log loss, and each evaluation's."""
+    root = Path(folder)
+    found = {p.parent for marker in RUN_MARKERS for p in root.rglob(marker) if "evaluations" not in
+             p.relative_to(root).parts}
+    runs = []
+    for run in found:
+        card, metrics = _read_json(run / "model_card.json"), _read_json(run / "metrics.json")
+        data = card.get("training_data") or {}
+        auc, loss = _auc_and_loss(metrics or card.get("metrics") or {})
+        evaluations = []
+        for path in sorted((run / "evaluations").glob("*/metrics.json")):
+            evaluation = _read_json(path)
+            e_auc, e_loss = _auc_and_loss(evaluation)
+            evaluations.append({"name": path.parent.name, "cache": evaluation.get("cache"), "roc_auc": e_auc,
+                                "log_loss": e_loss, "n": (evaluation.get("overall") or {}).get("n")})
+        runs.append({
+            "run": str(run), "model": card.get("model") or metrics.get("model"),
+            "created_at": card.get("created_at"), "cache": data.get("cache"), "videos": data.get("videos"),
+            "validation": metrics.get("validation"), "roc_auc": auc, "log_loss": loss, "evaluations": evaluations,
+        })
+    return sorted(runs, key=lambda r: (r["created_at"] or "", r["run"]), reverse=True)

@@ -45,8 +45,7 @@ def test_extract_exit_code_says_whether_videos_failed(extracted, failed, flag, e
 
 
 def test_extract_help_documents_exit_codes(capsys):
-    with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["extract", "--help"])
+    assert cli.main(["extract", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Exit codes: 0 ok, 2 usage error, 3 videos failed" in out and "--fail-on-error" in out
 
@@ -69,7 +68,7 @@ def test_folder_of_corrupt_videos_exits_3(tmp_path):
 
 def _existing_run(tmp_path, marker="model_card.json"):
     cache, out = tmp_path / "cache", tmp_path / "run"
-    cache.mkdir()
+    (cache / "videos").mkdir(parents=True)  # what `dfp train` checks before it starts: a cache's videos table
     (out / "evaluations" / "other").mkdir(parents=True)
     (out / marker).write_text(json.dumps({"model": "old"}))
     (out / "evaluations" / "other" / "metrics.json").write_text("{}")

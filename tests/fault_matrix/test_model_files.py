@@ -19,6 +19,7 @@ def _run_with(tmp_path, write_model, record_digest: bool):
     """A run directory as dfp train writes it, with its model file written by `write_model`."""
     run = tmp_path / "run"
     run.mkdir()
+    (tmp_path / "cache" / "videos").mkdir(parents=True)  # a cache as dfp evaluate checks it, before the model
     write_model(run / "model.skops")
     card = {"model": "gbm", "model_file": "model.skops", "feature_code_version": FEATURE_CODE_VERSION,
             "extract_configs": {}, "training_data": {"fake_rate": 0.5}}

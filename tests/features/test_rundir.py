@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from features.store.rundir import fetched, join, read_text, staged_dir
+from features.store.rundir import check_cache_dir, check_run_dir, fetched, join, list_runs, read_text, staged_dir
 
 
 def test_join_handles_paths_and_urls():
@@ -55,3 +57,58 @@ def test_prepare_run_dir_refuses_or_clears_an_existing_run(tmp_path):
         fs, root = fsspec.core.url_to_fs(url)
         assert run_marker(url) is None and not fs.exists(join(root, "evaluations", "other", "metrics.json"))
         clear_dir(url)  # clearing what is not there is a no-op
+
+
+def _card(run, **card):
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "model_card.json").write_text(json.dumps(card))
+    return run
+
+
+def test_check_run_dir_names_what_is_missing(tmp_path):
+    with pytest.raises(ValueError, match=r"^run folder .*nope does not exist: give the --out folder of a `dfp train`"):
+        check_run_dir(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty is not a training run: it has no model_card.json"):
+        check_run_dir(str(tmp_path / "empty"))
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "model_card.json").write_text("{oops")
+    with pytest.raises(ValueError, match=r"model_card.json is not a model card written by dfp train: JSONDecodeError"):
+        check_run_dir(str(tmp_path / "garbled"))
+    run = _card(tmp_path / "run", model="gbm", model_file="model.skops",
+                model_sha256={"model.skops": "x", "model.skops.calibration.json": "y"})
+    with pytest.raises(ValueError, match=r"the model file model.skops named by its model_card.json is missing"):
+        check_run_dir(str(run))
+    (run / "model.skops").write_bytes(b"m")
+    with pytest.raises(ValueError, match=r"model.skops.calibration.json named by its model_card.json is missing"):
+        check_run_dir(str(run))
+    (run / "model.skops.calibration.json").write_text("{}")
+    assert check_run_dir(str(run))["model"] == "gbm"
+
+
+def test_check_cache_dir_refuses_a_missing_folder_or_one_without_videos(tmp_path):
+    with pytest.raises(ValueError, match=r"^cache .*MISSING does not exist: write one with `dfp extract DATASET"):
+        check_cache_dir(str(tmp_path / "MISSING"))
+    with pytest.raises(ValueError, match=r"is not a cache written by `dfp extract` \(it has no videos table\)"):
+        check_cache_dir(str(tmp_path))
+    (tmp_path / "videos").mkdir()
+    check_cache_dir(str(tmp_path))
+    check_cache_dir("s3://bucket/cache")  # left to the cache itself: no network call here
+
+
+def test_list_runs_reads_cards_metrics_and_evaluations(tmp_path):
+    old = _card(tmp_path / "a" / "old", model="gbm", created_at="2026-01-01T10:00:00+00:00",
+                training_data={"cache": "c1", "videos": 20})
+    (old / "metrics.json").write_text(json.dumps({"validation": "5-fold grouped",
+                                                  "overall": {"roc_auc": 0.75, "log_loss": 0.61, "n": 20}}))
+    evaluation = old / "evaluations" / "ffpp-1234"
+    evaluation.mkdir(parents=True)
+    (evaluation / "metrics.json").write_text(json.dumps({"cache": "c2", "overall": {"roc_auc": 0.6, "log_loss": 0.7,
+                                                                                     "n": 8}}))
+    _card(tmp_path / "new", model="crop_linear", created_at="2026-02-01T10:00:00+00:00")
+    runs = list_runs(str(tmp_path))
+    assert [r["run"] for r in runs] == [str(tmp_path / "new"), str(old)]  # newest first, evaluations not runs
+    assert {k: runs[1][k] for k in ("model", "cache", "videos", "roc_auc", "log_loss", "validation")} == {
+        "model": "gbm", "cache": "c1", "videos": 20, "roc_auc": 0.75, "log_loss": 0.61, "validation": "5-fold grouped"}
+    assert runs[1]["evaluations"] == [{"name": "ffpp-1234", "cache": "c2", "roc_auc": 0.6, "log_loss": 0.7, "n": 8}]
+    assert runs[0]["roc_auc"] is None and runs[0]["evaluations"] == []

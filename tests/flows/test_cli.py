@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from features.config import TrainConfig
-from flows.cli import build_parser
+from flows.cli import main
 from tests.conftest import REPO, shared_dataset
 
 pytestmark = pytest.mark.slow
@@ -29,13 +29,11 @@ def _dfp(*args, env, timeout=600):
 
 
 @pytest.mark.parametrize("command, option", [("extract", "--keyframe-interval"), ("demo", "--clips"),
-                                             ("train", "--folds"), ("evaluate", "--cache"), ("score", "--model")])
+                                             ("train", "--folds"), ("evaluate", "--cache"), ("score", "--run")])
 def test_every_subcommand_has_help(command, option, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args([command, "--help"])
-    assert exit_.value.code == 0
+    assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert f"usage: dfp {command}" in out and option in out
+    assert f"Usage: dfp {command}" in out and option in out
 
 
 def test_bad_dataset_is_one_clear_line(tmp_path):
@@ -133,7 +131,13 @@ def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp
     assert not (cache / "videos").exists()  # nothing was written
 
 
-def test_train_defaults_to_the_best_measured_model():
-    args = build_parser().parse_args(["train", "cache", "--out", "run"])
-    assert args.model == "crop_linear" and args.folds == 5
+def test_train_defaults_to_the_best_measured_model(tmp_path, monkeypatch):
+    from flows import cli
+
+    (tmp_path / "cache" / "videos").mkdir(parents=True)
+    configs = []
+    monkeypatch.setattr(cli, "_run_flow", lambda name, config: configs.append(config) or {})
+    monkeypatch.setattr(cli, "_print_metrics", lambda metrics: None)
+    assert main(["train", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]) == 0
+    assert configs[0].model == "crop_linear" and configs[0].folds == 5
     assert TrainConfig(cache="cache", out="run").model == "crop_linear"

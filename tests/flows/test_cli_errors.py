@@ -1,0 +1,103 @@
+"""Careless command lines get one line naming what is wrong and how to fix it, exit 2, in well under 3 seconds:
+before Prefect, Dask or TensorFlow are imported (issue #21, "errors in a second")."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+
+FAST_S = 3.0  # what the issue asks of every error below (each measured on the whole process)
+
+
+def _dfp(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DFP_DASK"))}
+    env.update({"DFP_HOME": str(cwd / "dfp-home"), "PYTHONPATH": str(REPO)})
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=60)
+    return result, time.monotonic() - start
+
+
+@pytest.fixture
+def cache(tmp_path):
+    (tmp_path / "cache" / "videos").mkdir(parents=True)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder as far as the cheap check sees it: its card and the model file the card names."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.skops").write_bytes(b"not read by the cheap check")
+    (run / "model_card.json").write_text(json.dumps({"model": "gbm", "model_file": "model.skops"}))
+    return run
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+def _cases(tmp_path, cache, run):
+    return {
+        "evaluate a missing run": (["evaluate", "nope-run", "--cache", cache],
+                                   "dfp evaluate: error: run folder nope-run does not exist: give the --out folder of "
+                                   "a `dfp train` run"),
+        "score a missing clip": (["score", "nope.mp4", "--run", run, "--out", tmp_path / "out"],
+                                 "dfp score: error: video nope.mp4 does not exist: give video files"),
+        "inspect a missing clip": (["inspect", "nope.mp4"],
+                                   "dfp inspect: error: video nope.mp4 does not exist: give the path of a video file"),
+        "a Dask address where nothing answers": (
+            ["train", cache, "--out", tmp_path / "r", "--dask-address", f"tcp://127.0.0.1:{_closed_port()}"],
+            "dfp train: error: --dask-address tcp://127.0.0.1:"),
+        "a malformed Dask address": (["evaluate", run, "--cache", cache, "--dask-address", "scheduler"],
+                                     "dfp evaluate: error: --dask-address 'scheduler' is not a scheduler address: "
+                                     "give the scheduler's address as tcp://host:port"),
+        "train a missing cache": (["train", "MISSING", "--out", tmp_path / "r"],
+                                  "dfp train: error: cache MISSING does not exist: write one with `dfp extract "
+                                  "DATASET --cache MISSING`"),
+        "report a missing run": (["report", cache, "--run", "nope", "--out", tmp_path / "r.html"],
+                                 "dfp report: error: run folder nope does not exist"),
+        "folds 0": (["train", cache, "--out", tmp_path / "r", "--folds", "0"],
+                    "dfp train: error: --folds (folds): must be at least 2, got 0"),
+        "an unknown model kind": (["train", cache, "--out", tmp_path / "r", "--model", "svm"],
+                                  'dfp train: error: Invalid value "svm" for --model. Choose from: '),
+        "a run folder without a card": (["evaluate", cache, "--cache", cache],
+                                        f"dfp evaluate: error: {cache} is not a training run: it has no "
+                                        "model_card.json"),
+    }
+
+
+CASES = ["evaluate a missing run", "score a missing clip", "inspect a missing clip",
+         "a Dask address where nothing answers", "a malformed Dask address", "train a missing cache",
+         "report a missing run", "folds 0", "an unknown model kind", "a run folder without a card"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_careless_command_gets_one_line_and_exit_2_in_under_3_seconds(case, tmp_path, cache, run):
+    argv, message = _cases(tmp_path, cache, run)[case]
+    result, seconds = _dfp(*argv, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert seconds < FAST_S, f"{case}: {seconds:.1f} s"
+    assert not (tmp_path / "r").exists() and not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_a_dask_address_where_nothing_answers_says_why(tmp_path, cache):
+    port = _closed_port()
+    result, _ = _dfp("train", cache, "--out", tmp_path / "r", "--dask-address", f"tcp://127.0.0.1:{port}",
+                     cwd=tmp_path)
+    assert result.stderr.strip() == (f"dfp train: error: --dask-address tcp://127.0.0.1:{port}: no Dask scheduler "
+                                     "answers there (connection refused): start one (`dask scheduler`) or leave "
+                                     "--dask-address out to use a local cluster")
