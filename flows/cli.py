@@ -21,6 +21,7 @@ from cyclopts import App, Parameter  # noqa: E402 - after the environment is set
 from cyclopts.exceptions import CycloptsError, UnusedCliTokensError  # noqa: E402
 
 from features.config import RUNTIME_FIELDS, EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig  # noqa: E402
+from features.learn import registry  # noqa: E402
 from flows import console  # noqa: E402
 from flows.cli_options import Verbosity, given, model_option, positional, with_options  # noqa: E402
 from flows.console import say  # noqa: E402
@@ -30,9 +31,8 @@ EXIT_FAILED = 3  # some (with --fail-on-error) or all videos of this run failed
 
 
 def model_kinds() -> tuple[str, ...]:
-    """The model kinds `dfp train --model` accepts: the enum of TrainConfig.model's JSON schema (a Literal's today,
-    the model registry's names once it lands; `registry.model_names()` can replace this line then)."""
-    return tuple(TrainConfig.model_json_schema()["properties"]["model"]["enum"])
+    """The model kinds `dfp train --model` accepts: the registered ones, the default first."""
+    return tuple(registry.model_names())
 
 
 def _version() -> str:

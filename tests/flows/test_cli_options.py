@@ -11,6 +11,7 @@ import pytest
 from cyclopts import Parameter
 
 from features.config import ExtractConfig, TrainConfig
+from features.learn import registry
 from flows import cli
 
 
@@ -47,7 +48,7 @@ def test_extraction_options_are_the_config_fields_with_their_descriptions_and_de
 def test_train_options_are_the_train_config_fields_and_model_choices_come_from_one_function():
     parameters = _parameters("train")
     assert set(TrainConfig.model_fields) - {"cache"} <= set(parameters)
-    assert cli.model_kinds() == ("gbm", "crop_gbm", "crop_linear", "cnn")
+    assert cli.model_kinds() == tuple(registry.model_names()) == ("crop_linear", "gbm", "crop_gbm", "cnn")
     for kind in cli.model_kinds():
         assert TrainConfig(cache="c", out="r", model=kind).model == kind  # each choice is one the config takes
     hints = typing.get_type_hints(cli.app["train"].default_command, include_extras=True)
