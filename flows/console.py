@@ -8,10 +8,12 @@ inherits this environment).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flows import runtime
@@ -106,3 +108,19 @@ def say(line: str) -> None:
         return
     _echoed.add(line)
     print(line, file=sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int, stream=None) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr for one long step (features, descriptors, folds, scoring); yields `advance`.
+
+    The bar is transient: on a terminal it shows while the step runs and leaves no line, so the stage lines
+    and the closing summary stay what the user reads; -v and -vv show it too, beside the logs."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    out = Console(stderr=True) if stream is None else Console(file=stream, force_terminal=True, width=100)
+    with Progress(*columns, console=out, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)

@@ -36,6 +36,7 @@ from features.store.training_data import (
     video_table,
 )
 from features.visuals.plots import plot_evaluation
+from flows import console
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.train import compute_descriptors, compute_features, fit_final, fit_fold
 
@@ -58,7 +59,11 @@ def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
         with store.run_lock(what):
             batches = [stale[i:i + size] for i in range(0, len(stale), size)]
             futures = [runner.submit(compute, parameters={"cache": store.url, "videos": b}) for b in batches]
-            written += sum(f.result() for f in futures)
+            with console.progress(what, len(stale)) as advance:
+                for future, batch in zip(futures, batches, strict=True):
+                    written += future.result()
+                    for _ in batch:
+                        advance()
     return written
 
 
@@ -135,12 +140,15 @@ def _train(config: TrainConfig, run: Path) -> dict:
                             for _, train, test in fold_splits(data.videos.fold.to_numpy())]
             final_future = runner.submit(fit_final, parameters={**common, "data": data, "run_dir": config.out})
         predictions, devices, fit_workers = {}, set(), set()
-        for future in fold_futures:
-            result = future.result()
-            predictions.update(zip(result["video_id"], result["p_fake"], strict=True))
-            devices.add(result["device"])
-            fit_workers.add(result["worker"])
-        final = final_future.result()
+        with console.progress(f"training {config.model}: folds and the final model", len(fold_futures) + 1) as advance:
+            for future in fold_futures:
+                result = future.result()
+                predictions.update(zip(result["video_id"], result["p_fake"], strict=True))
+                devices.add(result["device"])
+                fit_workers.add(result["worker"])
+                advance()
+            final = final_future.result()
+            advance()
         fit_workers.add(final["worker"])
 
     y_all = (labelled.label == "FAKE").to_numpy(float)

@@ -136,3 +136,15 @@ def test_a_library_whose_start_up_lines_no_level_silences_is_imported_quietly(tm
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 0 and result.stderr == "after the import\n"  # stderr is back after the import
     assert (tmp_path / "home" / "logs" / "workers.log").read_text() == "I0000 port.cc] oneDNN custom operations\n"
+
+
+def test_a_progress_bar_counts_the_step_and_leaves_no_line():
+    import io
+
+    stream = io.StringIO()
+    with console.progress("crop descriptor computation", 3, stream=stream) as advance:
+        for _ in range(3):
+            advance()
+    shown = stream.getvalue()
+    assert "crop descriptor computation" in shown and "3/3" in shown
+    assert "\x1b[2K" in shown  # the bar's line is erased when the step is done (transient)
