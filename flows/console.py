@@ -29,6 +29,7 @@ _NOISE_ENV = {
     2: {"TF_CPP_MIN_LOG_LEVEL": "0"},
 }
 _FLOWS_DIR = str(Path(__file__).resolve().parent)
+WORKER_LOG_BYTES = 8 << 20  # workers.log is rolled over to workers.log.1 past this size
 _echoed: set[str] = set()
 verbosity = 0
 
@@ -57,6 +58,8 @@ def worker_log() -> Path:
     """Where a quiet run sends the stderr of its local Dask workers and of TensorFlow's start-up in this process."""
     path = runtime.dfp_home() / "logs" / "workers.log"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > WORKER_LOG_BYTES:  # appended to by every run: keep one old copy
+        path.replace(path.with_suffix(".log.1"))
     return path
 
 

@@ -148,3 +148,14 @@ def test_a_progress_bar_counts_the_step_and_leaves_no_line():
     shown = stream.getvalue()
     assert "crop descriptor computation" in shown and "3/3" in shown
     assert "\x1b[2K" in shown  # the bar's line is erased when the step is done (transient)
+
+
+def test_the_worker_log_rolls_over_past_its_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFP_HOME", str(tmp_path))
+    monkeypatch.setattr(console, "WORKER_LOG_BYTES", 100)
+    log = console.worker_log()
+    log.write_bytes(b"x" * 50)
+    assert console.worker_log() == log and log.stat().st_size == 50  # small: appended to
+    log.write_bytes(b"y" * 150)
+    assert console.worker_log() == log and not log.exists()  # rolled over, a fresh one starts
+    assert (tmp_path / "logs" / "workers.log.1").read_bytes() == b"y" * 150
