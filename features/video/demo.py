@@ -38,9 +38,16 @@ def load_portraits() -> list[Portrait]:
     return [Portrait("astronaut", astronaut, (177, 66, 95, 95)), Portrait("grace_hopper", hopper, (155, 105, 222, 222))]
 
 
+LFW_FACES = 100  # skimage's LFW subset holds 100 faces, then 100 crops of background
+
+
 def lfw_faces() -> np.ndarray:
-    """skimage's 25x25 LFW subset as uint8 RGB, used as low-resolution donor faces."""
-    faces = (skimage.data.lfw_subset() * 255).astype(np.uint8)
+    """The faces of skimage's 25x25 LFW subset as uint8 RGB, used as low-resolution donor faces.
+
+    Only the first LFW_FACES images are faces: a donor drawn from the background crops after them left a
+    FAKE clip with no face for MTCNN to find.
+    """
+    faces = (skimage.data.lfw_subset()[:LFW_FACES] * 255).astype(np.uint8)
     return np.repeat(faces[..., None], 3, axis=-1)
 
 
@@ -82,7 +89,7 @@ def plan_clips(n_clips: int, seed: int) -> list[ClipPlan]:
         if len(plans) < n_clips:
             donor = donors[i % 3]
             if donor == "lfw":
-                donor = f"lfw:{int(rng.integers(200))}"
+                donor = f"lfw:{int(rng.integers(LFW_FACES))}"
             plans.append(ClipPlan(_random_name(rng, taken), "FAKE", f"{real.name}.mp4", real.portrait, real.flip,
                                   real.tint, real.size, real.motion_seed, donor))
     return plans[:n_clips]
@@ -211,3 +218,4 @@ def make_demo_dataset(out_dir: str | os.PathLike, n_clips: int = 20, frames: int
     tmp.write_text(json.dumps(metadata, indent=1, sort_keys=True))
     os.replace(tmp, out / "metadata.json")
     return out
+
