@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,9 +151,8 @@ def _donor_face(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, face
     return cv2.GaussianBlur(face, (0, 0), 1.2)  # swapped faces are rendered at lower resolution
 
 
-def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int, fps: float,
-                path: Path) -> None:
-    """Write one clip as an MP4 (MPEG-4 Part 2), atomically."""
+def render_frames(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int) -> Iterator[np.ndarray]:
+    """The clip's frames, RGB, one at a time."""
     portrait = portraits[plan.portrait]
     image = portrait.image.copy()
     x, y, w, h = portrait.face
@@ -172,32 +172,39 @@ def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, fram
     donor = None
     if plan.label == "FAKE":
         donor = _color_transfer(_donor_face(plan, portraits, lfw, w, h), image[y:y + h, x:x + w])
+    base, (ox, oy) = _scene(image)
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        canvas = base
+        if donor is not None:
+            # Per-frame jitter of the blend: position, scale and opacity wobble, as in frame-wise swaps.
+            dx, dy = jitter_rng.normal(0, 1.2, 2)
+            s = 1.0 + jitter_rng.normal(0, 0.02)
+            alpha = jitter_rng.uniform(0.8, 1.0)
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
+            m[:, 2] += (dx, dy)
+            moved = cv2.warpAffine(donor, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+            moved_mask = cv2.warpAffine(mask[..., 0], m, (w, h))[..., None] * alpha
+            canvas = base.copy()
+            region = canvas[oy + y:oy + y + h, ox + x:ox + x + w].astype(np.float32)
+            canvas[oy + y:oy + y + h, ox + x:ox + x + w] = (moved_mask * moved + (1 - moved_mask) * region).astype(np.uint8)
+        cam = _camera(t, params, face_center + (ox, oy), plan.size, h)
+        frame = cv2.warpAffine(canvas, cam, plan.size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        gain = 1.0 + light[0] * np.sin(2 * np.pi * light[1] * t + light[2])
+        noisy = frame.astype(np.float32) * gain + noise_rng.normal(0, 2.0, frame.shape)
+        yield np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int, fps: float,
+                path: Path) -> None:
+    """Write one clip as an MP4 (MPEG-4 Part 2), atomically."""
     tmp = path.with_name(f".tmp-{path.name}")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, plan.size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write MP4 to {tmp}")
     try:
-        base, (ox, oy) = _scene(image)
-        for i in range(frames):
-            t = i / max(frames - 1, 1)
-            canvas = base
-            if donor is not None:
-                # Per-frame jitter of the blend: position, scale and opacity wobble, as in frame-wise swaps.
-                dx, dy = jitter_rng.normal(0, 1.2, 2)
-                s = 1.0 + jitter_rng.normal(0, 0.02)
-                alpha = jitter_rng.uniform(0.8, 1.0)
-                m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
-                m[:, 2] += (dx, dy)
-                moved = cv2.warpAffine(donor, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-                moved_mask = cv2.warpAffine(mask[..., 0], m, (w, h))[..., None] * alpha
-                canvas = base.copy()
-                region = canvas[oy + y:oy + y + h, ox + x:ox + x + w].astype(np.float32)
-                canvas[oy + y:oy + y + h, ox + x:ox + x + w] = (moved_mask * moved + (1 - moved_mask) * region).astype(np.uint8)
-            cam = _camera(t, params, face_center + (ox, oy), plan.size, h)
-            frame = cv2.warpAffine(canvas, cam, plan.size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-            gain = 1.0 + light[0] * np.sin(2 * np.pi * light[1] * t + light[2])
-            noisy = frame.astype(np.float32) * gain + noise_rng.normal(0, 2.0, frame.shape)
-            writer.write(cv2.cvtColor(np.clip(noisy, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        for frame in render_frames(plan, portraits, lfw, frames):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
     os.replace(tmp, path)
@@ -219,3 +226,26 @@ def make_demo_dataset(out_dir: str | os.PathLike, n_clips: int = 20, frames: int
     os.replace(tmp, out / "metadata.json")
     return out
 
+
+def hold_out_pair(dataset: str | os.PathLike, dest: str | os.PathLike) -> dict[str, str]:
+    """Move one FAKE clip and its REAL original out of a generated dataset into the plain folder `dest`.
+
+    The dataset's metadata.json stops listing them and `dest` gets no labels, so they are extracted unlabelled
+    and no training run sees them: the pair is a whole leakage group, held out for scoring. Returns their true
+    labels by file name. The pair is the one whose FAKE sorts last by name: same dataset, same pair.
+    """
+    data, out = Path(dataset), Path(dest)
+    metadata = json.loads((data / "metadata.json").read_text())
+    fakes = sorted(n for n, m in metadata.items() if m["label"] == "FAKE" and m.get("original") in metadata)
+    if not fakes:
+        raise ValueError(f"{data} has no FAKE clip whose REAL original is there to hold out with it")
+    fake = fakes[-1]
+    held = {metadata[fake]["original"]: "REAL", fake: "FAKE"}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in held:
+        os.replace(data / name, out / name)
+        del metadata[name]
+    tmp = data / ".metadata.json.tmp"
+    tmp.write_text(json.dumps(metadata, indent=1, sort_keys=True))
+    os.replace(tmp, data / "metadata.json")
+    return held

@@ -1,9 +1,10 @@
 import json
 
 import cv2
+import pytest
 
 from features.config import ExtractConfig
-from features.video.demo import LFW_FACES, lfw_faces, make_demo_dataset, plan_clips
+from features.video.demo import LFW_FACES, hold_out_pair, lfw_faces, make_demo_dataset, plan_clips
 from features.video.extract import extract_video
 from features.video.faces import make_detector
 
@@ -55,3 +56,16 @@ def test_every_default_demo_clip_has_a_main_face_for_mtcnn(tmp_path):
         found[name] = (result.status, result.video["keyframes_with_face"], len(main))
     assert found == {name: ("ok", 2, 11) for name in found}
 
+
+def test_hold_out_pair_moves_a_fake_and_its_original_out_of_the_labels(tmp_path):
+    data = make_demo_dataset(tmp_path / "demo", n_clips=6, frames=2, seed=1)
+    before = json.loads((data / "metadata.json").read_text())
+    held = hold_out_pair(data, tmp_path / "held-out")
+    fake = next(n for n, label in held.items() if label == "FAKE")
+    assert sorted(held.values()) == ["FAKE", "REAL"] and before[fake]["original"] in held
+    after = json.loads((data / "metadata.json").read_text())
+    assert set(after) == set(before) - set(held) and len(after) == 4
+    assert sorted(p.name for p in (tmp_path / "held-out").iterdir()) == sorted(held)
+    assert sorted(p.name for p in data.glob("*.mp4")) == sorted(after)
+    with pytest.raises(ValueError, match="no FAKE clip"):
+        hold_out_pair(make_demo_dataset(tmp_path / "one", n_clips=1, frames=2, seed=1), tmp_path / "x")
