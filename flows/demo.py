@@ -53,7 +53,8 @@ class DemoResult:
     seconds: float
 
 
-def prepare_clips(out: Path, clips: int, frames: int, seed: int, regenerate: bool) -> tuple[Path, Path, dict, bool]:
+def prepare_clips(out: Path, clips: int, frames: int, seed: int, regenerate: bool,
+                  workers: int | None = None) -> tuple[Path, Path, dict, bool]:
     """The training dataset, the held-out folder and the held-out clips' labels: generated, or reused when OUT holds
     clips generated with the same settings. A new generation clears the demo's old cache, run and outputs."""
     data, held_out, settings_path = out / "dfdc-demo", out / "held-out", out / SETTINGS_FILE
@@ -70,7 +71,7 @@ def prepare_clips(out: Path, clips: int, frames: int, seed: int, regenerate: boo
         shutil.rmtree(folder, ignore_errors=True)
     for name in ("predictions.csv", "predictions_detail.csv", "report.html"):
         (out / name).unlink(missing_ok=True)
-    make_demo_dataset(data, n_clips=clips, frames=frames, seed=seed)
+    make_demo_dataset(data, n_clips=clips, frames=frames, seed=seed, workers=workers or os.cpu_count() or 1)
     labels = hold_out_pair(data, held_out)
     tmp = out / f".{SETTINGS_FILE}.tmp"
     tmp.write_text(json.dumps({**wanted, "held_out": labels}, indent=1))
@@ -87,7 +88,7 @@ def run_demo(out: Path, *, clips: int = 20, frames: int = 60, seed: int = 0, reg
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, held_out, labels, generated = prepare_clips(out, clips, frames, seed, regenerate)
+    data, held_out, labels, generated = prepare_clips(out, clips, frames, seed, regenerate, workers)
     say(f"{'generated' if generated else 'reusing'} {clips} clips x {frames} frames: {clips - 2} in {data} to train "
         f"on, 2 held out in {held_out}")
     cache, run = out / "cache", out / "run"

@@ -9,9 +9,11 @@ which leaves the seams and flicker a detector should find. Same seed, same files
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import string
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,16 +213,26 @@ def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, fram
 
 
 def make_demo_dataset(out_dir: str | os.PathLike, n_clips: int = 20, frames: int = 60, fps: float = 30.0,
-                      seed: int = 0) -> Path:
-    """Write `n_clips` MP4 files and a DFDC-style metadata.json into out_dir; returns the folder."""
+                      seed: int = 0, workers: int = 1) -> Path:
+    """Write `n_clips` MP4 files and a DFDC-style metadata.json into out_dir; returns the folder.
+
+    With `workers` > 1 the clips are rendered in that many processes (the files are the same).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     portraits, lfw = load_portraits(), lfw_faces()
     plans = plan_clips(n_clips, seed)
-    metadata = {}
-    for plan in plans:
-        render_clip(plan, portraits, lfw, frames, fps, out / f"{plan.name}.mp4")
-        metadata[f"{plan.name}.mp4"] = {"label": plan.label, "split": "train", "original": plan.original}
+    jobs = [(plan, portraits, lfw, frames, fps, out / f"{plan.name}.mp4") for plan in plans]
+    if workers > 1 and len(plans) > 1:
+        # spawn, not fork: the caller may hold threads (a Prefect client, Dask) that a forked child would inherit
+        with ProcessPoolExecutor(min(workers, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(render_clip, *job) for job in jobs]:
+                done.result()
+    else:
+        for job in jobs:
+            render_clip(*job)
+    metadata = {f"{plan.name}.mp4": {"label": plan.label, "split": "train", "original": plan.original}
+                for plan in plans}
     tmp = out / ".metadata.json.tmp"
     tmp.write_text(json.dumps(metadata, indent=1, sort_keys=True))
     os.replace(tmp, out / "metadata.json")
