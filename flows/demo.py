@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,25 @@ def prepare_clips(out: Path, clips: int, frames: int, seed: int, regenerate: boo
     return data, held_out, labels, True
 
 
+def _extract_train_score(data: Path, held_out: Path, cache: Path, run: Path, out: Path, workers: int | None,
+                         say: Callable[[str], None]) -> tuple[dict, dict]:
+    """The three flows, on the caller's Prefect server: extract both folders, train, score the held-out pair; returns
+    the training metrics and the scoring summary."""
+    from flows.extract import extract_flow  # Prefect is imported while the server starts, not at import
+    from flows.train import score_flow, train_flow
+
+    summary = extract_flow(ExtractConfig(datasets=[str(data), str(held_out)], cache=str(cache), workers=workers))
+    say(f"extract: {summary['line']}")
+    metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), workers=workers, overwrite=True))
+    model, prior = metrics["overall"], metrics["prior"]
+    auc = "n/a" if model["roc_auc"] is None else f"{model['roc_auc']:.3f}"
+    say(f"train: {metrics['model']}, {metrics['validation']} CV on {model['n']} clips: AUC {auc}, log loss "
+        f"{model['log_loss']:.3f} (class prior {prior['log_loss']:.3f}); run in {run}")
+    scored = score_flow(ScoreConfig(videos=[str(held_out)], model=str(run), out=str(out), cache=str(cache),
+                                    workers=workers))
+    return metrics, scored
+
+
 def run_demo(out: Path, *, clips: int = 20, frames: int = 60, seed: int = 0, regenerate: bool = False,
              workers: int | None = None, say: Callable[[str], None] = print) -> DemoResult:
     """Generate `clips` demo clips into OUT, hold one FAKE and its REAL original out, extract all of them, train the
@@ -88,24 +108,17 @@ def run_demo(out: Path, *, clips: int = 20, frames: int = 60, seed: int = 0, reg
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, held_out, labels, generated = prepare_clips(out, clips, frames, seed, regenerate, workers)
-    say(f"{'generated' if generated else 'reusing'} {clips} clips x {frames} frames: {clips - 2} in {data} to train "
-        f"on, 2 held out in {held_out}")
     cache, run = out / "cache", out / "run"
-    with prefect_server():
-        from flows.extract import extract_flow  # Prefect loads with the server, not at import
-        from flows.train import score_flow, train_flow
-
-        summary = extract_flow(ExtractConfig(datasets=[str(data), str(held_out)], cache=str(cache), workers=workers))
-        say(f"extract: {summary['line']}")
-        metrics = train_flow(TrainConfig(cache=str(cache), out=str(run), workers=workers, overwrite=True))
-        model, prior = metrics["overall"], metrics["prior"]
-        auc = model["roc_auc"]
-        say(f"train: {metrics['model']}, {metrics['validation']} CV on {model['n']} clips: AUC "
-            f"{'n/a' if auc is None else f'{auc:.3f}'}, log loss {model['log_loss']:.3f} (class prior "
-            f"{prior['log_loss']:.3f}); run in {run}")
-        scored = score_flow(ScoreConfig(videos=[str(held_out)], model=str(run), out=str(out), cache=str(cache),
-                                        workers=workers))
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # The clips render in processes of their own while the Prefect server starts and Prefect is imported.
+        clips_ready = background.submit(prepare_clips, out, clips, frames, seed, regenerate, workers)
+        with prefect_server():
+            data, held_out, labels, generated = clips_ready.result()
+            say(f"{'generated' if generated else 'reusing'} {clips} clips x {frames} frames: {clips - 2} in {data} "
+                f"to train on, 2 held out in {held_out}")
+            metrics, scored = _extract_train_score(data, held_out, cache, run, out, workers, say)
+    model, prior = metrics["overall"], metrics["prior"]
+    auc = model["roc_auc"]
     predictions = pd.read_csv(scored["predictions"])
     p_fake = dict(zip(predictions.filename, predictions.label, strict=True))
     held = tuple(HeldOutClip(name, label, float(p_fake[name])) for name, label in sorted(labels.items(),
