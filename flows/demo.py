@@ -64,9 +64,10 @@ def prepare_clips(out: Path, clips: int, frames: int, seed: int, regenerate: boo
         saved = json.loads(settings_path.read_text())
     except (OSError, ValueError):
         saved = {}
+    held = saved.get("held_out") or {}
     if not regenerate and {k: saved.get(k) for k in wanted} == wanted and (data / "metadata.json").is_file() \
-            and all((held_out / name).is_file() for name in saved.get("held_out", {})):
-        return data, held_out, saved["held_out"], False
+            and len(held) == 2 and all((held_out / name).is_file() for name in held):
+        return data, held_out, held, False
     settings_path.unlink(missing_ok=True)  # written last: a generation cut short is redone
     for folder in (data, held_out, out / "cache", out / "run"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -5,9 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from flows.demo import DemoResult, run_demo
-
-pytestmark = pytest.mark.slow
+from flows.demo import DemoResult, prepare_clips, run_demo
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +15,7 @@ def demo_run(prefect_harness, tmp_path_factory) -> tuple[DemoResult, list[str]]:
     return result, lines
 
 
+@pytest.mark.slow
 def test_the_demo_writes_every_output_and_scores_only_the_held_out_pair(demo_run):
     result, _ = demo_run
     for path in (result.cache / "videos", result.run / "metrics.json", result.predictions, result.report):
@@ -31,6 +30,7 @@ def test_the_demo_writes_every_output_and_scores_only_the_held_out_pair(demo_run
                                                                        strict=True))
 
 
+@pytest.mark.slow
 def test_the_held_out_pair_is_never_trained_on(demo_run):
     result, _ = demo_run
     held = json.loads((result.out / "demo.json").read_text())["held_out"]
@@ -43,6 +43,7 @@ def test_the_held_out_pair_is_never_trained_on(demo_run):
     assert result.cv_auc == metrics["overall"]["roc_auc"]
 
 
+@pytest.mark.slow
 def test_the_report_has_the_model_and_the_held_out_clips_unlabelled(demo_run):
     result, _ = demo_run
     page = result.report.read_text(encoding="utf-8")
@@ -50,6 +51,7 @@ def test_the_report_has_the_model_and_the_held_out_clips_unlabelled(demo_run):
     assert page.count("data-label='unlabelled'") == 2
 
 
+@pytest.mark.slow
 def test_one_line_per_stage_ending_with_the_report_and_the_next_step(demo_run):
     result, lines = demo_run
     assert 5 <= len(lines) <= 8
@@ -59,6 +61,7 @@ def test_one_line_per_stage_ending_with_the_report_and_the_next_step(demo_run):
     assert "dfp extract" in lines[-1] and "dfp train" in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_clips_and_the_cache(demo_run, prefect_harness):
     result, _ = demo_run
     lines: list[str] = []
@@ -66,3 +69,15 @@ def test_a_second_run_reuses_the_clips_and_the_cache(demo_run, prefect_harness):
     assert lines[0].startswith("reusing 8 clips")
     assert lines[1].startswith("extract: 0 ok, 0 no face, 0 failed, 8 cached")
     assert again.held_out == result.held_out  # same clips, same model, same scores
+
+
+def test_clips_are_reused_only_when_generated_with_the_same_settings(tmp_path):
+    data, held_out, labels, generated = prepare_clips(tmp_path, clips=6, frames=2, seed=1, regenerate=False, workers=1)
+    assert generated and sorted(labels.values()) == ["FAKE", "REAL"]
+    assert len(json.loads((data / "metadata.json").read_text())) == 4 and len(list(held_out.iterdir())) == 2
+    (tmp_path / "cache").mkdir()
+    assert prepare_clips(tmp_path, 6, 2, 1, False, 1) == (data, held_out, labels, False)
+    assert (tmp_path / "cache").is_dir()  # reused clips keep their cache
+    _, _, _, generated = prepare_clips(tmp_path, 6, 3, 1, False, 1)  # other frames: new clips, the old cache goes
+    assert generated and not (tmp_path / "cache").exists()
+    assert json.loads((tmp_path / "demo.json").read_text())["frames"] == 3
