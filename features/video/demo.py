@@ -9,8 +9,11 @@ which leaves the seams and flicker a detector should find. Same seed, same files
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import string
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +41,16 @@ def load_portraits() -> list[Portrait]:
     return [Portrait("astronaut", astronaut, (177, 66, 95, 95)), Portrait("grace_hopper", hopper, (155, 105, 222, 222))]
 
 
+LFW_FACES = 100  # skimage's LFW subset holds 100 faces, then 100 crops of background
+
+
 def lfw_faces() -> np.ndarray:
-    """skimage's 25x25 LFW subset as uint8 RGB, used as low-resolution donor faces."""
-    faces = (skimage.data.lfw_subset() * 255).astype(np.uint8)
+    """The faces of skimage's 25x25 LFW subset as uint8 RGB, used as low-resolution donor faces.
+
+    Only the first LFW_FACES images are faces: a donor drawn from the background crops after them left a
+    FAKE clip with no face for MTCNN to find.
+    """
+    faces = (skimage.data.lfw_subset()[:LFW_FACES] * 255).astype(np.uint8)
     return np.repeat(faces[..., None], 3, axis=-1)
 
 
@@ -82,7 +92,7 @@ def plan_clips(n_clips: int, seed: int) -> list[ClipPlan]:
         if len(plans) < n_clips:
             donor = donors[i % 3]
             if donor == "lfw":
-                donor = f"lfw:{int(rng.integers(200))}"
+                donor = f"lfw:{int(rng.integers(LFW_FACES))}"
             plans.append(ClipPlan(_random_name(rng, taken), "FAKE", f"{real.name}.mp4", real.portrait, real.flip,
                                   real.tint, real.size, real.motion_seed, donor))
     return plans[:n_clips]
@@ -143,9 +153,8 @@ def _donor_face(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, face
     return cv2.GaussianBlur(face, (0, 0), 1.2)  # swapped faces are rendered at lower resolution
 
 
-def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int, fps: float,
-                path: Path) -> None:
-    """Write one clip as an MP4 (MPEG-4 Part 2), atomically."""
+def render_frames(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int) -> Iterator[np.ndarray]:
+    """The clip's frames, RGB, one at a time."""
     portrait = portraits[plan.portrait]
     image = portrait.image.copy()
     x, y, w, h = portrait.face
@@ -165,49 +174,90 @@ def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, fram
     donor = None
     if plan.label == "FAKE":
         donor = _color_transfer(_donor_face(plan, portraits, lfw, w, h), image[y:y + h, x:x + w])
+    base, (ox, oy) = _scene(image)
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        canvas = base
+        if donor is not None:
+            # Per-frame jitter of the blend: position, scale and opacity wobble, as in frame-wise swaps.
+            dx, dy = jitter_rng.normal(0, 1.2, 2)
+            s = 1.0 + jitter_rng.normal(0, 0.02)
+            alpha = jitter_rng.uniform(0.8, 1.0)
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
+            m[:, 2] += (dx, dy)
+            moved = cv2.warpAffine(donor, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+            moved_mask = cv2.warpAffine(mask[..., 0], m, (w, h))[..., None] * alpha
+            canvas = base.copy()
+            region = canvas[oy + y:oy + y + h, ox + x:ox + x + w].astype(np.float32)
+            canvas[oy + y:oy + y + h, ox + x:ox + x + w] = (moved_mask * moved + (1 - moved_mask) * region).astype(np.uint8)
+        cam = _camera(t, params, face_center + (ox, oy), plan.size, h)
+        frame = cv2.warpAffine(canvas, cam, plan.size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        gain = 1.0 + light[0] * np.sin(2 * np.pi * light[1] * t + light[2])
+        noisy = frame.astype(np.float32) * gain + noise_rng.normal(0, 2.0, frame.shape)
+        yield np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def render_clip(plan: ClipPlan, portraits: list[Portrait], lfw: np.ndarray, frames: int, fps: float,
+                path: Path) -> None:
+    """Write one clip as an MP4 (MPEG-4 Part 2), atomically."""
     tmp = path.with_name(f".tmp-{path.name}")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, plan.size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write MP4 to {tmp}")
     try:
-        base, (ox, oy) = _scene(image)
-        for i in range(frames):
-            t = i / max(frames - 1, 1)
-            canvas = base
-            if donor is not None:
-                # Per-frame jitter of the blend: position, scale and opacity wobble, as in frame-wise swaps.
-                dx, dy = jitter_rng.normal(0, 1.2, 2)
-                s = 1.0 + jitter_rng.normal(0, 0.02)
-                alpha = jitter_rng.uniform(0.8, 1.0)
-                m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
-                m[:, 2] += (dx, dy)
-                moved = cv2.warpAffine(donor, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-                moved_mask = cv2.warpAffine(mask[..., 0], m, (w, h))[..., None] * alpha
-                canvas = base.copy()
-                region = canvas[oy + y:oy + y + h, ox + x:ox + x + w].astype(np.float32)
-                canvas[oy + y:oy + y + h, ox + x:ox + x + w] = (moved_mask * moved + (1 - moved_mask) * region).astype(np.uint8)
-            cam = _camera(t, params, face_center + (ox, oy), plan.size, h)
-            frame = cv2.warpAffine(canvas, cam, plan.size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-            gain = 1.0 + light[0] * np.sin(2 * np.pi * light[1] * t + light[2])
-            noisy = frame.astype(np.float32) * gain + noise_rng.normal(0, 2.0, frame.shape)
-            writer.write(cv2.cvtColor(np.clip(noisy, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        for frame in render_frames(plan, portraits, lfw, frames):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
     os.replace(tmp, path)
 
 
 def make_demo_dataset(out_dir: str | os.PathLike, n_clips: int = 20, frames: int = 60, fps: float = 30.0,
-                      seed: int = 0) -> Path:
-    """Write `n_clips` MP4 files and a DFDC-style metadata.json into out_dir; returns the folder."""
+                      seed: int = 0, workers: int = 1) -> Path:
+    """Write `n_clips` MP4 files and a DFDC-style metadata.json into out_dir; returns the folder.
+
+    With `workers` > 1 the clips are rendered in that many processes (the files are the same).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     portraits, lfw = load_portraits(), lfw_faces()
     plans = plan_clips(n_clips, seed)
-    metadata = {}
-    for plan in plans:
-        render_clip(plan, portraits, lfw, frames, fps, out / f"{plan.name}.mp4")
-        metadata[f"{plan.name}.mp4"] = {"label": plan.label, "split": "train", "original": plan.original}
+    jobs = [(plan, portraits, lfw, frames, fps, out / f"{plan.name}.mp4") for plan in plans]
+    if workers > 1 and len(plans) > 1:
+        # spawn, not fork: the caller may hold threads (a Prefect client, Dask) that a forked child would inherit
+        with ProcessPoolExecutor(min(workers, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(render_clip, *job) for job in jobs]:
+                done.result()
+    else:
+        for job in jobs:
+            render_clip(*job)
+    metadata = {f"{plan.name}.mp4": {"label": plan.label, "split": "train", "original": plan.original}
+                for plan in plans}
     tmp = out / ".metadata.json.tmp"
     tmp.write_text(json.dumps(metadata, indent=1, sort_keys=True))
     os.replace(tmp, out / "metadata.json")
     return out
+
+
+def hold_out_pair(dataset: str | os.PathLike, dest: str | os.PathLike) -> dict[str, str]:
+    """Move one FAKE clip and its REAL original out of a generated dataset into the plain folder `dest`.
+
+    The dataset's metadata.json stops listing them and `dest` gets no labels, so they are extracted unlabelled
+    and no training run sees them: the pair is a whole leakage group, held out for scoring. Returns their true
+    labels by file name. The pair is the one whose FAKE sorts last by name: same dataset, same pair.
+    """
+    data, out = Path(dataset), Path(dest)
+    metadata = json.loads((data / "metadata.json").read_text())
+    fakes = sorted(n for n, m in metadata.items() if m["label"] == "FAKE" and m.get("original") in metadata)
+    if not fakes:
+        raise ValueError(f"{data} has no FAKE clip whose REAL original is there to hold out with it")
+    fake = fakes[-1]
+    held = {metadata[fake]["original"]: "REAL", fake: "FAKE"}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in held:
+        os.replace(data / name, out / name)
+        del metadata[name]
+    tmp = data / ".metadata.json.tmp"
+    tmp.write_text(json.dumps(metadata, indent=1, sort_keys=True))
+    os.replace(tmp, data / "metadata.json")
+    return held
