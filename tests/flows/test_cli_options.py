@@ -61,8 +61,9 @@ def test_the_same_flags_name_the_same_things():
     assert run_flags["score"].name == ("--run",) and run_flags["report"] is not None
     for command in ("extract", "demo", "train", "evaluate", "score"):
         parameters = _parameters(command)
-        assert parameters["workers"].name == ("--workers",) and parameters["dask_address"].name == ("--dask-address",)
-        assert parameters["verbose"].name == ("--verbose", "-v")
+        assert parameters["workers"].name == ("--workers",) and parameters["verbose"].name == ("--verbose", "-v")
+        if command != "demo":  # the demo runs on a local cluster of its own
+            assert parameters["dask_address"].name == ("--dask-address",)
 
 
 def test_version_comes_from_the_installed_package(capsys):
@@ -117,12 +118,22 @@ def test_extract_reads_a_config_file_and_the_options_override_it(tmp_path, monke
     assert configs[0].datasets == [str(tmp_path)] and configs[0].cache == str(tmp_path / "c")
 
 
-def test_demo_keeps_its_options(tmp_path, monkeypatch):
-    made, configs = [], []
-    monkeypatch.setattr("features.video.demo.make_demo_dataset", lambda data, **kw: made.append((data, kw)))
-    monkeypatch.setattr(cli, "_run_extract", lambda config: configs.append(config) or {"line": "ok"})
-    argv = ["demo", "--out", str(tmp_path / "d"), "--clips", "4", "--frames", "12", "--seed", "3", "--regenerate",
-            "--force", "--workers", "1"]
+def test_demo_runs_the_whole_job_with_its_options(tmp_path, monkeypatch):
+    import flows.demo
+
+    calls = []
+    monkeypatch.setattr(flows.demo, "run_demo", lambda out, **kw: calls.append((out, kw)))
+    argv = ["demo", "--out", str(tmp_path / "d"), "--clips", "8", "--frames", "12", "--seed", "3", "--regenerate",
+            "--workers", "1"]
     assert cli.main(argv) == 0
-    assert made == [(tmp_path / "d" / "dfdc-demo", {"n_clips": 4, "frames": 12, "seed": 3})]
-    assert configs[0].force and configs[0].workers == 1 and configs[0].cache == str(tmp_path / "d" / "cache")
+    (out, kw), = calls
+    assert out == tmp_path / "d" and kw["say"] is cli.say
+    assert {k: v for k, v in kw.items() if k != "say"} == {"clips": 8, "frames": 12, "seed": 3, "regenerate": True,
+                                                           "workers": 1}
+
+
+def test_demo_refuses_too_few_clips_before_anything_starts(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "d"), "--clips", "4"]) == 2
+    assert capsys.readouterr().err.strip() == ("dfp demo: error: --clips: the demo needs at least 6 clips (two pairs "
+                                               "to train on, one held out), got 4")
+    assert not (tmp_path / "d").exists()
