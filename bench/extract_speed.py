@@ -52,11 +52,11 @@ def ours(path: str, detector_kind: str, cache: str, prefetch_frames: int = 8, de
     from features.config import ExtractConfig
     from features.store.cache import CacheStore
     from features.video.extract import extract_video
-    from tasks.extract import _detector, cap_threads
+    from tasks.extract import cap_threads, worker_detector
 
     cap_threads()
     config = ExtractConfig(detector=detector_kind, prefetch_frames=prefetch_frames, decode_threads=decode_threads)
-    detector = _detector(config.detector, config.min_face_size, config.mtcnn_threshold, config.haar_min_neighbors,
+    detector = worker_detector(config.detector, config.min_face_size, config.mtcnn_threshold, config.haar_min_neighbors,
                          "CPU:0", config.detect_normalize)
     started = time.perf_counter()
     result = extract_video(path, Path(path).stem, config, detector)

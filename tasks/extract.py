@@ -104,7 +104,8 @@ def resolve_device(requested: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(kind: str, min_face_size: int, threshold: float, min_neighbors: int, device: str, normalize: bool):
+def worker_detector(kind: str, min_face_size: int, threshold: float, min_neighbors: int, device: str, normalize: bool):
+    """The face detector of this worker process, built once per setting, with TensorFlow held to one thread."""
     if kind == "mtcnn":
         import tensorflow as tf
 
@@ -129,7 +130,7 @@ def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
         cap_threads()
         needs_tf = config.detector == "mtcnn" or config.ssim_backend == "tf"
         device = resolve_device(config.device) if needs_tf else "CPU:0"
-        detector = _detector(config.detector, config.min_face_size, config.mtcnn_threshold,
+        detector = worker_detector(config.detector, config.min_face_size, config.mtcnn_threshold,
                              config.haar_min_neighbors, device, config.detect_normalize)
         return extract_video(entry.path, entry.video_id, config, detector, ssim_device=device)
     except StepError as exc:
