@@ -104,7 +104,7 @@ def _workspace(tmp: Path) -> Path:
 
 
 def _run(line: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    argv = shlex.split(os.path.expandvars(line))
+    argv = shlex.split(re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), line))  # as the shell
     if argv[0] == "dfp":
         argv[0] = str(BIN / "dfp")
     elif argv[0] == ".venv/bin/dfp":
@@ -134,7 +134,7 @@ def test_every_readme_command_runs_as_written(tmp_path, s3_endpoint):
     predictions = (work / "scores/predictions.csv").read_text().splitlines()
     assert predictions[0] == "filename,label" and len(predictions) == 3
     assert all(0.0 <= float(row.split(",")[1]) <= 1.0 for row in predictions[1:])
-    runs = dict(ran)["dfp runs demo-output"].stdout
+    runs = dict(ran)[".venv/bin/dfp runs demo-output"].stdout
     assert "crop_linear" in runs
 
 
