@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -442,8 +443,18 @@ def _command_of(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _verbosity_after_command(argv: list[str]) -> list[str]:
+    """`dfp -v train CACHE` as `dfp train -v CACHE`: the verbosity belongs to each command, given before or after it."""
+    leading = 0
+    while leading < len(argv) and re.fullmatch(r"-v+|--verbose", argv[leading]):
+        leading += 1
+    if 0 < leading < len(argv):
+        return [argv[leading], *argv[:leading], *argv[leading + 1:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _verbosity_after_command(sys.argv[1:] if argv is None else list(argv))
     command = _command_of(argv)
     prog = f"dfp {command}" if command in app else "dfp"
     try:

@@ -39,6 +39,21 @@ def thread_caps(request):
         yield
     cv2.setNumThreads(1)
 
+
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """Undo what a test's in-process `dfp` call wrote to os.environ (log levels, DFP_WORKER_LOG).
+
+    Left set, DASK_LOGGING__DISTRIBUTED=error reached the `dask scheduler` of a later live-stack test, which then
+    never printed the line its start-up check waited for.
+    """
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DFP_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,14 @@ def _wait(check, what: str, log: Path, process: subprocess.Popen, timeout_s: flo
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.3)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -81,13 +90,14 @@ class DaskCluster:
     def start(cls, home: Path, prefect_url: str) -> DaskCluster:
         home.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        env = {**os.environ, **WORKER_THREAD_ENV, **QUIET_ENV, "PREFECT_API_URL": prefect_url}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_LOGGING")}
+        env.update(WORKER_THREAD_ENV, **QUIET_ENV, PREFECT_API_URL=prefect_url)
         log = home / "scheduler.log"
         scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                       "--no-dashboard"], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         cluster = cls(f"tcp://127.0.0.1:{port}", home, env, scheduler)
-        _wait(lambda: "Scheduler at" in log.read_text(errors="replace"), "dask scheduler", log, scheduler)
+        _wait(lambda: _listening(port), "dask scheduler", log, scheduler)
         return cluster
 
     def add_worker(self, name: str, *extra: str) -> None:

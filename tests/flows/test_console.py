@@ -159,3 +159,16 @@ def test_the_worker_log_rolls_over_past_its_size(tmp_path, monkeypatch):
     log.write_bytes(b"y" * 150)
     assert console.worker_log() == log and not log.exists()  # rolled over, a fresh one starts
     assert (tmp_path / "logs" / "workers.log.1").read_bytes() == b"y" * 150
+
+
+def test_the_verbosity_may_come_before_the_command(tmp_path, capsys):
+    from flows import cli
+
+    assert cli._verbosity_after_command(["-vv", "train", "C"]) == ["train", "-vv", "C"]
+    assert cli._verbosity_after_command(["-v", "--verbose", "score", "V"]) == ["score", "-v", "--verbose", "V"]
+    assert cli._verbosity_after_command(["train", "-v", "C"]) == ["train", "-v", "C"]
+    assert cli._verbosity_after_command(["-v"]) == ["-v"]
+    missing, out = str(tmp_path / "no-cache"), str(tmp_path / "run")
+    assert cli.main(["-v", "train", missing, "--out", out]) == cli.main(["train", "-v", missing, "--out", out]) == 2
+    before, after = capsys.readouterr().err.splitlines()
+    assert before == after and "no-cache" in before
