@@ -12,8 +12,12 @@ the per-video features and crop descriptors (cached beside the crops), then for 
   - cross-compression: train on the c23 clips of the training groups, test on the c40 clips of the held-out groups;
   - cross-dataset: train on every FF++ clip, test on every DFDC clip; and FF++ plus the DFDC training groups,
     tested on the held-out DFDC groups.
-No peeking: the models' hyperparameters are fixed in advance (features.learn.models); nothing is tuned on the folds
-reported. Unscorable clips (failed decode, no face) are scored 0.5 and counted.
+  - out of distribution (protocol (b)): train on every development clip, score the clips of --ood (default
+    ../shared/data/wild-dev: other sources and generators), never trained on; AUC with a group-bootstrap
+    interval, and AUC and log loss against the prior for each of its sources.
+Variants are chosen on the grouped CV (a) and a change is kept only if (b) does not get worse
+(bench/results/decisions.md). No peeking: the models' hyperparameters are fixed in advance (features.learn.models);
+nothing is tuned on the folds reported. Unscorable clips (failed decode, no face) are scored 0.5 and counted.
 Prints markdown tables and writes JSON (default bench/results/quality.json).
 """
 
@@ -42,7 +46,9 @@ from features.learn.video_features import LANDMARK_FEATURES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATASETS = [SHARED / "ffpp-dev", SHARED / "ffpp-mini", SHARED / "dfdc-mini" / "train_sample_videos"]
-TARGETS = {"ffpp_c23_auc": 0.90, "log_loss_below_prior": 0.15, "cross_compression_auc": 0.75, "dfdc_auc": 0.75}
+DEFAULT_OOD = SHARED / "wild-dev"
+TARGETS = {"ffpp_c23_auc": 0.90, "log_loss_below_prior": 0.15, "cross_compression_auc": 0.75, "dfdc_auc": 0.75,
+           "wild_dev_auc": 0.85, "wild_dev_worst_source_prior_minus_log_loss": 0.0}
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -241,14 +247,15 @@ EVALUATIONS = ("all", "cross_compression", "ffpp_to_dfdc", "dfdc_held_out")
 
 
 def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: int, cache: str, fit=None,
-              evaluations=EVALUATIONS) -> dict:
+              evaluations=EVALUATIONS, ood: pd.DataFrame | None = None) -> dict:
     """Every evaluation of one model and split seed; `fit(train, seed)` defaults to MODELS[name] on the cache, and
-    the evaluations left out of `evaluations` are recorded as {"n": 0} (the grouped CV over all clips always runs)."""
+    the evaluations left out of `evaluations` are recorded as {"n": 0} (the grouped CV over all clips always runs).
+    `ood`: clips never trained on, scored by the model fitted on every clip of `frame` (protocol (b))."""
     fit = fit or functools.partial(MODELS[name], cache=cache)
     ffpp = frame.is_ffpp.to_numpy()
     dfdc = ~ffpp
     result = {"model": name, "seed": seed, "cross_compression": {"n": 0}, "ffpp_to_dfdc": {"n": 0},
-              "dfdc_held_out": {"n": 0}}
+              "dfdc_held_out": {"n": 0}, "wild_dev": {"n": 0}, "wild_dev_by_source": {}}
     all_clips = cross_validated(frame, fit, seed, folds)
     result["all"] = summarise(all_clips, bootstrap, seed)
     result["ffpp_c23"] = summarise(all_clips[all_clips.is_ffpp & (all_clips.compression == "c23")], bootstrap, seed)
@@ -268,6 +275,13 @@ def run_model(frame: pd.DataFrame, name: str, seed: int, folds: int, bootstrap: 
         held_out = cross_validated(sub, fit, seed, min(folds, sub[sub_dfdc].leakage_group.nunique()),
                                    test_mask=sub_dfdc)
         result["dfdc_held_out"] = summarise(held_out, bootstrap, seed)
+    if ood is not None and len(ood):
+        scored = fixed_split(pd.concat([frame, ood], ignore_index=True), fit, seed,
+                             np.r_[np.ones(len(frame), bool), np.zeros(len(ood), bool)],
+                             np.r_[np.zeros(len(frame), bool), np.ones(len(ood), bool)])
+        result["wild_dev"] = summarise(scored, bootstrap, seed)
+        result["wild_dev_by_source"] = {source: summarise(part) for source, part in scored.groupby("dataset")}
+        result["oof_wild_dev"] = scored[["video_id", "dataset", "label", "p_fake", "p_prior"]].to_dict("records")
     return result
 
 
@@ -286,7 +300,7 @@ def linear_weight_shares(frame: pd.DataFrame, cache: str, seed: int) -> tuple[di
 # ----------------------------------------------------------------------------------------------- report
 SECTIONS = [("all", "all clips, grouped CV"), ("ffpp_c23", "FF++ c23"), ("ffpp_c40", "FF++ c40"),
             ("cross_compression", "c23 -> c40"), ("ffpp_to_dfdc", "FF++ -> DFDC"),
-            ("dfdc_held_out", "FF++ + DFDC -> held-out DFDC")]
+            ("dfdc_held_out", "FF++ + DFDC -> held-out DFDC"), ("wild_dev", "all dev -> wild-dev (b)")]
 
 
 def _spread(values: list[float]) -> str:
@@ -322,11 +336,16 @@ def report(runs: list[dict], models: list[str]) -> tuple[str, dict]:
             return float(np.mean(values)) if values else math.nan
 
         gap = mean("all", "prior_log_loss") - mean("all", "log_loss")
+        # (b) trains on every clip, so its result does not depend on the split seed: the first run's.
+        sources = mine[0]["wild_dev_by_source"] if mine else {}
+        worst = min((p["prior_log_loss"] - p["log_loss"] for p in sources.values() if p.get("n")), default=math.nan)
         verdicts[name] = {
             "ffpp_c23_auc": (mean("ffpp_c23", "roc_auc"), TARGETS["ffpp_c23_auc"]),
             "log_loss_below_prior": (gap, TARGETS["log_loss_below_prior"]),
             "cross_compression_auc": (mean("cross_compression", "roc_auc"), TARGETS["cross_compression_auc"]),
             "dfdc_auc": (mean("dfdc_held_out", "roc_auc"), TARGETS["dfdc_auc"]),
+            "wild_dev_auc": (mean("wild_dev", "roc_auc"), TARGETS["wild_dev_auc"]),
+            "wild_dev_worst_source_prior_minus_log_loss": (worst, TARGETS["wild_dev_worst_source_prior_minus_log_loss"]),
         }
     columns = ["model", "evaluation", "n", "groups", "AUC (mean ± sd over seeds)", "AUC 95% CI (seed 0, groups)",
                "log loss", "prior log loss", "accuracy", "balanced acc."]
@@ -342,7 +361,9 @@ def report(runs: list[dict], models: list[str]) -> tuple[str, dict]:
 def breakdown_tables(runs: list[dict], model: str) -> str:
     first = next(r for r in runs if r["model"] == model)
     out = []
-    for column, parts in first["breakdowns"].items():
+    for column, parts in [*first["breakdowns"].items(), ("wild-dev source (b)", first["wild_dev_by_source"])]:
+        if not parts:
+            continue
         rows = [{column: k, "n": v["n"], "fakes": v.get("n_fake"), "AUC": v.get("roc_auc"), "log loss": v.get("log_loss"),
                  "prior log loss": v.get("prior_log_loss")} for k, v in parts.items() if v.get("n")]
         out += [f"{model}, seed {first['seed']}, by {column}:", "",
@@ -359,25 +380,53 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (the spread)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="group-bootstrap resamples for the AUC interval")
+    parser.add_argument("--ood", nargs="*", default=None,
+                        help="out-of-distribution clips, never trained on: folders of labels.csv sources or datasets "
+                             "(default: ../shared/data/wild-dev when present; --ood with nothing: none)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
     args = parser.parse_args(argv)
 
     datasets = [str(d) for d in (args.datasets or DEFAULT_DATASETS)]
-    missing = [d for d in datasets if not Path(d).exists()]
+    if args.ood is None:
+        args.ood = [str(DEFAULT_OOD)] if DEFAULT_OOD.is_dir() else []
+    args.ood = [str(d) for d in ood_sources(args.ood)]
+    missing = [d for d in [*datasets, *args.ood] if not Path(d).exists()]
     if missing:
         parser.error(f"datasets not found: {', '.join(missing)}")
-    extract_s = extract(datasets, args.cache, args.detector)
+    extract_s = extract(datasets + args.ood, args.cache, args.detector)
     with threadpool_limits(limits=1):  # one BLAS thread: the many small fits run ~10x faster than with one per core
         return evaluate(args, datasets, extract_s)
 
 
+def ood_sources(paths: list[str]) -> list[Path]:
+    """Each path as the datasets `dfp extract` gets: a folder without labels.csv whose sub-folders have one (the
+    wild-dev layout) stands for those sub-folders."""
+    out = []
+    for path in map(Path, paths):
+        subs = sorted(p for p in path.iterdir() if (p / "labels.csv").is_file()) if path.is_dir() else []
+        out += subs if subs and not (path / "labels.csv").is_file() else [path]
+    return out
+
+
+def split_ood(frame: pd.DataFrame, ood: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The development clips and the out-of-distribution ones (those under an --ood folder), by path."""
+    roots = tuple(str(Path(d).resolve()) + os.sep for d in ood)
+    is_ood = frame.path.map(lambda p: str(Path(p).resolve()).startswith(roots)).to_numpy(bool) if roots else \
+        np.zeros(len(frame), bool)
+    wild = frame[is_ood].assign(family="wild", is_ffpp=False)
+    return frame[~is_ood].reset_index(drop=True), wild.reset_index(drop=True)
+
+
 def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) -> dict:
     started = time.perf_counter()
-    frame = feature_table(args.cache)
+    frame, ood = split_ood(feature_table(args.cache), getattr(args, "ood", []))
     counts = frame.groupby(["family", "label"]).size().to_dict()
     print(f"{len(frame)} labelled clips, {frame.leakage_group.nunique()} leakage groups: "
-          + ", ".join(f"{f} {lab} {n}" for (f, lab), n in counts.items()), flush=True)
-    runs = [run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0, args.cache)
+          + ", ".join(f"{f} {lab} {n}" for (f, lab), n in counts.items())
+          + (f"; out of distribution (never trained on): {len(ood)} clips, {ood.dataset.nunique()} sources, "
+             f"{int((ood.label == 'FAKE').sum())} FAKE" if len(ood) else ""), flush=True)
+    runs = [run_model(frame, name, seed, args.folds, args.bootstrap if seed == args.seeds[0] else 0, args.cache,
+                      ood=ood if seed == args.seeds[0] else None)  # (b) trains on every clip: once per model
             for name in args.models for seed in args.seeds]
     text, verdicts = report(runs, args.models)
     print(text)
@@ -392,11 +441,13 @@ def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) ->
         print(table([{"scorer": k, "share": v} for k, v in inputs.items()], ["scorer", "share"]))
     path = write_json(args.out, {
         "datasets": datasets, "cache": args.cache, "detector": args.detector, "folds": args.folds,
-        "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame),
+        "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame), "ood": getattr(args, "ood", []),
+        "ood_clips": len(ood),
         "groups": int(frame.leakage_group.nunique()), "extract_s": round(extract_s, 1),
         "evaluate_s": round(time.perf_counter() - started, 1), "targets": verdicts,
-        "runs": [{k: v for k, v in r.items() if k != "oof"} for r in runs],
+        "runs": [{k: v for k, v in r.items() if k not in ("oof", "oof_wild_dev")} for r in runs],
         "oof_seed0": {r["model"]: r["oof"] for r in runs if r["seed"] == args.seeds[0]},
+        "scores_wild_dev": {r["model"]: r["oof_wild_dev"] for r in runs if "oof_wild_dev" in r},
         "crop_linear_weight_shares": shares, "crop_linear_input_shares": inputs,
     })
     print(f"\nwrote {path}")

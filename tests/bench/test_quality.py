@@ -75,15 +75,55 @@ def test_run_model_runs_only_the_evaluations_asked_for_and_takes_a_fit():
     assert every["ffpp_to_dfdc"] == {"n": 0} and every["dfdc_held_out"] == {"n": 0}
 
 
+def test_the_out_of_distribution_clips_are_scored_by_a_model_fitted_on_every_development_clip():
+    frame = synthetic()
+    ood = synthetic(n_groups=4, signal=2.0, seed=1).assign(
+        dataset=lambda f: np.where(f.leakage_group.isin(["g0", "g1"]), "generated", "in-the-wild"),
+        video_id=lambda f: "wild/" + f.video_id, leakage_group=lambda f: "wild-" + f.leakage_group)
+    seen: list[pd.DataFrame] = []
+    result = quality.run_model(frame, "scores", 0, 4, 100, "", fit=score_model(seen), evaluations=("all",), ood=ood)
+    assert len(seen) == 4 + 1 and len(seen[-1]) == len(frame)  # the CV folds, then one fit on every dev clip
+    assert not set(seen[-1].video_id) & set(ood.video_id)  # never trained on
+    assert result["wild_dev"]["n"] == len(ood) == 24 and result["wild_dev"]["groups"] == 4
+    assert result["wild_dev"]["roc_auc"] > 0.8 and len(result["wild_dev"]["auc_ci95"]) == 2
+    assert set(result["wild_dev_by_source"]) == {"generated", "in-the-wild"}
+    assert {p["n"] for p in result["wild_dev_by_source"].values()} == {12}
+    assert {r["p_prior"] for r in result["oof_wild_dev"]} == {2 / 3}  # the dev clips' FAKE rate
+    text, verdicts = quality.report([result], ["scores"])
+    assert "all dev -> wild-dev (b)" in text
+    assert verdicts["scores"]["wild_dev_auc"]["measured"] == pytest.approx(result["wild_dev"]["roc_auc"])
+    worst = min(p["prior_log_loss"] - p["log_loss"] for p in result["wild_dev_by_source"].values())
+    assert verdicts["scores"]["wild_dev_worst_source_prior_minus_log_loss"]["measured"] == pytest.approx(worst)
+
+
+def test_a_folder_of_labelled_sources_stands_for_its_sources_and_its_clips_are_kept_out_of_training(tmp_path):
+    for source in ("talking", "uadfv"):
+        (tmp_path / "wild" / source).mkdir(parents=True)
+        (tmp_path / "wild" / source / "labels.csv").write_text("path,label,original\n")
+    (tmp_path / "wild" / "notes").mkdir()
+    assert quality.ood_sources([str(tmp_path / "wild")]) == [tmp_path / "wild" / "talking", tmp_path / "wild" / "uadfv"]
+    assert quality.ood_sources([str(tmp_path / "wild" / "uadfv")]) == [tmp_path / "wild" / "uadfv"]
+    frame = pd.DataFrame({"path": [str(tmp_path / "dev" / "a.mp4"), str(tmp_path / "wild" / "uadfv" / "b.mp4")],
+                          "family": ["dfdc", "dfdc"], "is_ffpp": [False, False]})
+    dev, wild = quality.split_ood(frame, [str(tmp_path / "wild" / "uadfv")])
+    assert list(dev.path) == [frame.path[0]] and list(wild.path) == [frame.path[1]]
+    assert list(wild.family) == ["wild"]
+    dev, wild = quality.split_ood(frame, [])
+    assert len(dev) == 2 and wild.empty
+
+
 @pytest.fixture(scope="module")
 def benchmark_run(demo_dir, tmp_path_factory):
     """bench/quality.py on the generated clips (Haar, 2 folds, split seeds 0 and 1): its result, JSON and cache."""
+    from features.video.demo import make_demo_dataset
+
     tmp = tmp_path_factory.mktemp("quality")
     out = tmp / "quality.json"
+    wild = make_demo_dataset(tmp / "wild" / "demo-wild", n_clips=4, frames=30, seed=11)  # scored, never trained on
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DFP_HOME", str(tmp / "home"))
         result = quality.main([str(demo_dir), "--cache", str(tmp / "cache"), "--detector", "haar", "--folds", "2",
-                               "--seeds", "0", "1", "--bootstrap", "50", "--out", str(out)])
+                               "--seeds", "0", "1", "--bootstrap", "50", "--ood", str(wild), "--out", str(out)])
     return result, out, tmp / "cache"
 
 
@@ -103,7 +143,11 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(benchmark_run):
     assert abs(sum(saved["crop_linear_weight_shares"].values()) - 1) < 1e-3
     assert set(saved["crop_linear_input_shares"]) == {"crop", "patch", *VIDEO_INPUTS}
     assert abs(sum(saved["crop_linear_input_shares"].values()) - 1) < 1e-3
-    assert set(result["targets"]["gbm"]) == {"ffpp_c23_auc", "log_loss_below_prior", "cross_compression_auc", "dfdc_auc"}
+    assert saved["ood_clips"] == 4 and first["wild_dev"]["n"] == 4 and saved["runs"][1]["wild_dev"] == {"n": 0}
+    assert set(first["wild_dev_by_source"]) == {"demo-wild"} and len(saved["scores_wild_dev"]["crop_linear"]) == 4
+    assert not {r["video_id"] for r in saved["scores_wild_dev"]["gbm"]} & {r["video_id"] for r in saved["oof_seed0"]["gbm"]}
+    assert set(result["targets"]["gbm"]) == {"ffpp_c23_auc", "log_loss_below_prior", "cross_compression_auc", "dfdc_auc",
+                                             "wild_dev_auc", "wild_dev_worst_source_prior_minus_log_loss"}
     assert result["targets"]["gbm"]["ffpp_c23_auc"]["met"] is False  # no FF++ clips: not measured, never "met"
 
 

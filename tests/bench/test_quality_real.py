@@ -17,7 +17,7 @@ def test_the_quality_tier_reproduces_the_committed_seed_0_figures(tmp_path):
     datasets = [shared_dataset("ffpp-dev"), shared_dataset("ffpp-mini"), shared_dataset("dfdc-mini") / "train_sample_videos"]
     out = tmp_path / "quality.json"
     quality.main([*map(str, datasets), "--models", "crop_linear", "--seeds", "0", "--bootstrap", "200",
-                  "--out", str(out)])
+                  "--ood", "--out", str(out)])
     mine = json.loads(out.read_text())
     assert mine["clips"] == 130 and mine["groups"] == 26
     run = mine["runs"][0]
