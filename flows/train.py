@@ -290,14 +290,21 @@ def load_run(run_dir: str):
     return card, model
 
 
+# Videos read and scored per step: memory stays bounded on a large dataset, and the progress bar moves.
+SCORE_CHUNK = 256
+
+
 def score_table(card: dict, model, table: pd.DataFrame, cache: str) -> pd.DataFrame:
     """P(FAKE) for each video row, 0.5 and a flag where it cannot be scored, and an explanation."""
     table = table.copy()
-    ok = table.status == "ok"
     table["p_fake"] = np.nan
-    if ok.any():
-        data = training_set(CacheStore(cache), table[ok], registry.get(card["model"]).reads)
-        table.loc[ok, "p_fake"] = model.predict_proba(data)
+    rows = table.index[table.status == "ok"]
+    store, reads = CacheStore(cache), registry.get(card["model"]).reads
+    chunks = [rows[i:i + SCORE_CHUNK] for i in range(0, len(rows), SCORE_CHUNK)]
+    with console.progress(f"scoring {len(rows)} videos", len(chunks)) as advance:
+        for chunk in chunks:
+            table.loc[chunk, "p_fake"] = model.predict_proba(training_set(store, table.loc[chunk], reads))
+            advance()
     table = flag_unscorable(table)
     table["explanation"] = [explain(card, row) for row in table.to_dict("records")]
     return table
