@@ -89,6 +89,7 @@ def test_the_out_of_distribution_clips_are_scored_by_a_model_fitted_on_every_dev
     assert set(result["wild_dev_by_source"]) == {"generated", "in-the-wild"}
     assert {p["n"] for p in result["wild_dev_by_source"].values()} == {12}
     assert {r["p_prior"] for r in result["oof_wild_dev"]} == {2 / 3}  # the dev clips' FAKE rate
+    assert result["wild_dev_tempered"] == {"n": 0}  # no per-video features here: nothing to measure a distance on
     text, verdicts = quality.report([result], ["scores"])
     assert "all dev -> wild-dev (b)" in text
     assert verdicts["scores"]["wild_dev_auc"]["measured"] == pytest.approx(result["wild_dev"]["roc_auc"])
@@ -144,6 +145,13 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(benchmark_run):
     assert set(saved["crop_linear_input_shares"]) == {"crop", "patch", *VIDEO_INPUTS}
     assert abs(sum(saved["crop_linear_input_shares"].values()) - 1) < 1e-3
     assert saved["ood_clips"] == 4 and first["wild_dev"]["n"] == 4 and saved["runs"][1]["wild_dev"] == {"n": 0}
+    assert first["wild_dev_tempered"]["n"] == 4 and 0.0 <= first["wild_dev_flagged"] <= 1.0
+    tempered = saved["scores_wild_dev"]["crop_linear"]
+    for r in tempered:  # an unflagged clip keeps its score; a flagged one's moves towards the prior
+        if r["ood"]:
+            assert abs(r["p_tempered"] - r["p_prior"]) <= abs(r["p_fake"] - r["p_prior"]) + 1e-9
+        else:
+            assert r["p_tempered"] == pytest.approx(r["p_fake"])
     assert set(first["wild_dev_by_source"]) == {"demo-wild"} and len(saved["scores_wild_dev"]["crop_linear"]) == 4
     assert not {r["video_id"] for r in saved["scores_wild_dev"]["gbm"]} & {r["video_id"] for r in saved["oof_seed0"]["gbm"]}
     assert set(result["targets"]["gbm"]) == {"ffpp_c23_auc", "log_loss_below_prior", "cross_compression_auc", "dfdc_auc",
