@@ -24,7 +24,10 @@ from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainCon
 from features.learn import registry
 from features.learn.descriptors import DESCRIPTORS_VERSION
 from features.learn.evaluation import assign_folds, evaluate, flag_unscorable, fold_splits, prior_predictions
+from features.learn.evaluation import metrics as video_metrics
 from features.learn.model_files import UnsafeModelFile, check_digest, check_model_file
+from features.learn.ood import OOD_FILE, OodGuard
+from features.learn.training import ood_scores
 from features.learn.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from features.store.cache import CacheStore
 from features.store.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
@@ -181,6 +184,8 @@ def _train(config: TrainConfig, run: Path) -> dict:
         "metrics": _json_safe(evaluation),
         "feature_importance": final["feature_importance"],
         "scorer_shares": final["scorer_shares"],  # crop_linear: share of the final logit's spread per scorer
+        # Scores of videos beyond this distance from the training videos are tempered towards the prior (features.learn.ood)
+        "ood_threshold": final["ood_threshold"],
         "real_feature_stats": {"mean": real.mean().to_dict(), "std": real.std().to_dict()},
     }
     (run / "model_card.json").write_text(json.dumps(_json_safe(card), indent=2, default=str))
@@ -269,7 +274,7 @@ def check_run(run_dir: str) -> dict:
     """The card of a run whose model files load without running code; raises, naming the file, otherwise. Cheap:
     the CLI calls it before any server, cluster or TensorFlow starts."""
     card = _checked_card(run_dir)
-    with fetched(run_dir, [card["model_file"], f"{card['model_file']}.calibration.json"]) as local:
+    with fetched(run_dir, [card["model_file"], f"{card['model_file']}.calibration.json", OOD_FILE]) as local:
         _check_model_files(card, local, run_dir)
     return card
 
@@ -278,7 +283,7 @@ def load_run(run_dir: str):
     """The model card and the model of a run directory, loaded without running code from the files."""
     card = _checked_card(run_dir)
     name = card["model_file"]
-    with fetched(run_dir, [name, f"{name}.calibration.json"]) as local:
+    with fetched(run_dir, [name, f"{name}.calibration.json", OOD_FILE]) as local:
         _check_model_files(card, local, run_dir)
         try:
             model = registry.get(card["model"]).load(local)
@@ -294,17 +299,38 @@ def load_run(run_dir: str):
 SCORE_CHUNK = 256
 
 
-def score_table(card: dict, model, table: pd.DataFrame, cache: str) -> pd.DataFrame:
-    """P(FAKE) for each video row, 0.5 and a flag where it cannot be scored, and an explanation."""
+def load_guard(run_dir: str, card: dict) -> OodGuard | None:
+    """The run's out-of-distribution guard (its digest checked), or None for a run trained without one."""
+    if OOD_FILE not in (card.get("model_sha256") or {}):
+        return None
+    with fetched(run_dir, [OOD_FILE]) as local:
+        check_digest(local / OOD_FILE, card["model_sha256"][OOD_FILE])
+        return OodGuard.load(local / OOD_FILE)
+
+
+def score_table(card: dict, model, table: pd.DataFrame, cache: str, guard: OodGuard | None = None) -> pd.DataFrame:
+    """P(FAKE) for each video row, 0.5 and a flag where it cannot be scored, and an explanation. With the run's
+    guard, p_fake is tempered towards the training prior beyond its threshold (p_model: the model's own score)
+    and each video gets its ood_distance and ood flag."""
     table = table.copy()
-    table["p_fake"] = np.nan
+    table["p_fake"] = table["p_model"] = table["ood_distance"] = np.nan
+    table["ood"] = False
     rows = table.index[table.status == "ok"]
     store, reads = CacheStore(cache), registry.get(card["model"]).reads
+    prior = card.get("training_data", {}).get("fake_rate", 0.5)
     chunks = [rows[i:i + SCORE_CHUNK] for i in range(0, len(rows), SCORE_CHUNK)]
     with console.progress(f"scoring {len(rows)} videos", len(chunks)) as advance:
         for chunk in chunks:
-            table.loc[chunk, "p_fake"] = model.predict_proba(training_set(store, table.loc[chunk], reads))
+            data = training_set(store, table.loc[chunk], reads)
+            p = model.predict_proba(data)
+            table.loc[chunk, "p_model"] = p
+            if guard is None:
+                table.loc[chunk, "p_fake"] = p
+            else:
+                for column, values in ood_scores(guard, data, p, prior).items():
+                    table.loc[chunk, column] = values
             advance()
+    table["ood"] = table.ood.astype(bool)
     table = flag_unscorable(table)
     table["explanation"] = [explain(card, row) for row in table.to_dict("records")]
     return table
@@ -336,6 +362,7 @@ def explain(card: dict, row: dict) -> str:
 def evaluate_flow(config: EvaluateConfig) -> dict:
     """Score a trained run on another labelled cache and write its metrics beside the run."""
     card, model = load_run(config.run)
+    guard = load_guard(config.run, card)
     store = CacheStore(config.cache)
     check_extraction_code(store, config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
@@ -350,7 +377,7 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
         get_run_logger().warning("%s was extracted with other settings than the model's training data: %s",
                                  config.cache, "; ".join(f"{k} {v['evaluated']} (trained: {v['trained']})"
                                                          for k, v in differences.items()))
-    scored = score_table(card, model, labelled, config.cache)
+    scored = score_table(card, model, labelled, config.cache, guard)
     scored["p_prior"] = card["training_data"]["fake_rate"]
     scored["seen_in_training"] = scored.fingerprint.isin(training_fingerprints(config.run)) & scored.fingerprint.notna()
     seen = scored[scored.seen_in_training]
@@ -384,17 +411,28 @@ def evaluation_name(cache: str) -> str:
     return f"{base}-{hashlib.sha256(str(identity).encode()).hexdigest()[:8]}"
 
 
+def ood_breakdown(scored: pd.DataFrame) -> dict:
+    """Metrics of the videos the guard flagged out of distribution and of the others, each beside the prior."""
+    out = {}
+    for name, part in (("flagged", scored[scored.ood]), ("unflagged", scored[~scored.ood])):
+        y = (part.label == "FAKE").to_numpy(int)
+        out[name] = {"n": len(part)} if part.empty else {
+            **video_metrics(y, part.p_fake.to_numpy()),
+            "prior_log_loss": video_metrics(y, part.p_prior.to_numpy())["log_loss"]}
+    return out
+
+
 def _write_evaluation(card: dict, scored: pd.DataFrame, out: Path, name: str, config: EvaluateConfig,
                       differences: dict) -> dict:
     seen, unseen = scored[scored.seen_in_training], scored[~scored.seen_in_training]
     evaluation = evaluate(unseen, seed=0)
     plots = _published(plot_evaluation(unseen, out, title=f"{card['model']} on {name}"), out,
                        join(config.run, "evaluations", name))
-    scored[["video_id", "label", "dataset", "method", "status", "p_fake", "flagged", "seen_in_training",
-            "explanation"]].to_csv(out / "predictions.csv", index=False)
+    scored[["video_id", "label", "dataset", "method", "status", "p_fake", "p_model", "ood", "ood_distance", "flagged",
+            "seen_in_training", "explanation"]].to_csv(out / "predictions.csv", index=False)
     metrics = {"model": card["model"], "cache": config.cache, "extraction_settings_differ": _json_safe(differences),
                "seen_in_training": {"videos": len(seen), "video_ids": seen.video_id.head(20).tolist()},
-               **_json_safe(evaluation), "plots": plots}
+               **_json_safe(evaluation), "ood": _json_safe(ood_breakdown(unseen)), "plots": plots}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     create_markdown_artifact(markdown=metrics_markdown(metrics, f"Evaluation on {name}"), key="evaluate-metrics")
     return metrics
@@ -406,6 +444,7 @@ def score_flow(config: ScoreConfig) -> dict:
     from flows.extract import extract_flow
 
     card, model = load_run(config.model)
+    guard = load_guard(config.model, card)
     cache = config.cache or join(config.out, "cache")
     settings = next(iter(card["extract_configs"].values()))
     # Scoring never relabels: clips that are already in the cache (a training cache, say) keep their labels.
@@ -419,7 +458,7 @@ def score_flow(config: ScoreConfig) -> dict:
 
     wanted = [e.video_id for e in discover(config.videos)]
     table = video_table(store).set_index("video_id").loc[wanted].reset_index()
-    scored = score_table(card, model, table, cache)
+    scored = score_table(card, model, table, cache, guard)
     names = scored.path.map(lambda p: Path(p).name)
     clash = names.duplicated(keep=False)
     # Two clips with one file name (two folders given): each is named by its path under its folder instead, and
@@ -433,9 +472,10 @@ def score_flow(config: ScoreConfig) -> dict:
     scored["label"] = scored.p_fake
     with staged_dir(config.out) as out:
         scored[["filename", "label"]].to_csv(out / "predictions.csv", index=False)
-        detail = scored[["filename", "video_id", "p_fake", "status", "flagged", "n_tracks", "explanation"]]
+        detail = scored[["filename", "video_id", "p_fake", "p_model", "ood", "ood_distance", "status", "flagged",
+                         "n_tracks", "explanation"]]
         detail.to_csv(out / "predictions_detail.csv", index=False)
-    summary = {"videos": len(scored), "flagged": int(scored.flagged.sum()),
+    summary = {"videos": len(scored), "flagged": int(scored.flagged.sum()), "ood": int(scored.ood.sum()),
                "predictions": join(config.out, "predictions.csv"), "detail": join(config.out, "predictions_detail.csv")}
     create_markdown_artifact(markdown=f"# Scored {len(scored)} videos\n\n{int(scored.flagged.sum())} flagged "
                                       f"(no face or failed decode, scored 0.5)", key="score-summary")

@@ -181,7 +181,24 @@ def _model_section(run_dir: Path | None) -> dict | None:
         worst = table(oof.sort_values("error", ascending=False).head(10)[["video_id", "label", "p_fake", "status"]]
                       .round(3))
     return {"name": str(metrics.get("model")), "validation": str(metrics.get("validation")),
-            "metrics": table(pd.DataFrame(rows).round(4)), "plots": plots, "worst": worst}
+            "metrics": table(pd.DataFrame(rows).round(4)), "plots": plots, "worst": worst,
+            "evaluations": _evaluations(run_dir)}
+
+
+def _evaluations(run_dir: Path) -> Table | None:
+    """Each `dfp evaluate` of the run: all unseen clips, then those its guard flagged out of distribution and the
+    others, each beside the class prior."""
+    rows = []
+    for path in sorted(run_dir.glob("evaluations/*/metrics.json")):
+        evaluation = json.loads(path.read_text())
+        parts = [("all", {**evaluation.get("overall", {}),
+                          "prior_log_loss": evaluation.get("prior", {}).get("log_loss")})]
+        parts += [(f"{name} out of distribution" if name == "flagged" else "in distribution", part)
+                  for name, part in (evaluation.get("ood") or {}).items()]
+        rows += [{"evaluation": path.parent.name, "clips": name, "n": part.get("n"), "roc_auc": part.get("roc_auc"),
+                  "log_loss": part.get("log_loss"), "prior_log_loss": part.get("prior_log_loss")}
+                 for name, part in parts]
+    return table(pd.DataFrame(rows).round(4)) if rows else None
 
 
 def build_report(videos: pd.DataFrame, faces: pd.DataFrame, ssim: pd.DataFrame, title: str,

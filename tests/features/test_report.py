@@ -49,7 +49,18 @@ def test_sections_and_model_from_a_run(tmp_path):
     cv2.imwrite(str(run / "plots" / "roc.png"), np.full((20, 20, 3), 128, np.uint8))
     pd.DataFrame({"video_id": ["demo/a", "demo/b"], "label": ["REAL", "FAKE"], "p_fake": [0.2, 0.3],
                   "status": ["ok", "ok"]}).to_csv(run / "oof_predictions.csv", index=False)
+    evaluation = run / "evaluations" / "wild-1234abcd"
+    evaluation.mkdir(parents=True)
+    (evaluation / "metrics.json").write_text(json.dumps({
+        "overall": {"n": 9, "roc_auc": 0.61, "log_loss": 0.8}, "prior": {"log_loss": 0.7},
+        "ood": {"flagged": {"n": 4, "roc_auc": 0.5, "log_loss": 0.69, "prior_log_loss": 0.7},
+                "unflagged": {"n": 5, "roc_auc": 0.83, "log_loss": 0.41, "prior_log_loss": 0.69}}}))
     page = build_report(videos, faces, ssim, title="t", run_dir=run)
+    evaluations = page[page.index("<h3>Evaluations on other clips"):page.index("Videos the model gets most wrong")]
+    for row in (("wild-1234abcd", "all", "9", "0.61", "0.8", "0.7"),
+                ("wild-1234abcd", "flagged out of distribution", "4", "0.5", "0.69", "0.7"),
+                ("wild-1234abcd", "in distribution", "5", "0.83", "0.41", "0.69")):
+        assert "<td>" + "</td><td>".join(row) + "</td>" in evaluations.replace("\n", ""), row
     for section in ("dataset", "health", "videos", "pairs", "model"):
         assert f"<section id='{section}'>" in page
     assert "<h2>Model: crop_linear (5-fold grouped)</h2>" in page

@@ -10,13 +10,15 @@ import pytest
 
 from features.config import EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig
 from features.learn.descriptors import DESCRIPTORS_VERSION, PATCH_BINS
+from features.learn.model_files import UnsafeModelFile
 from features.learn.models import keras_device
-from features.learn.video_features import VIDEO_INPUTS
+from features.learn.ood import OOD_FILE
+from features.learn.video_features import FEATURE_NAMES, VIDEO_INPUTS
 from features.store.cache import CacheStore
 from features.store.training_data import stale_descriptor_videos, video_table
 from features.video.demo import make_demo_dataset
 from flows.extract import extract_flow
-from flows.train import evaluate_flow, evaluation_name, load_run, score_flow, score_table, train_flow
+from flows.train import evaluate_flow, evaluation_name, load_guard, load_run, score_flow, score_table, train_flow
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +86,28 @@ def test_score_reload_score_gives_identical_predictions(gbm_run, demo_cache):
     assert np.array_equal(first.p_fake.to_numpy(), second.p_fake.to_numpy())
 
 
+def test_a_video_far_from_the_training_videos_is_flagged_and_its_score_tempered(gbm_run, demo_cache, tmp_path):
+    run, _ = gbm_run
+    _, cache = demo_cache
+    card, model = load_run(str(run))
+    guard = load_guard(str(run), card)
+    assert OOD_FILE in card["model_sha256"] and card["ood_threshold"] == pytest.approx(guard.threshold)
+    table = video_table(CacheStore(str(cache)))
+    table = table[table.status == "ok"].reset_index(drop=True)
+    near = score_table(card, model, table, str(cache), guard)
+    far = score_table(card, model, table.assign(**{c: table[c] * 40 + 25 for c in FEATURE_NAMES}), str(cache), guard)
+    assert near.ood.mean() <= 0.25 and far.ood.all()  # the training videos themselves, then far from all of them
+    np.testing.assert_allclose(near.p_fake[~near.ood], near.p_model[~near.ood])
+    prior = card["training_data"]["fake_rate"]
+    assert (np.abs(far.p_fake - prior) <= np.abs(far.p_model - prior) + 1e-12).all()
+    assert np.abs(far.p_fake - prior).max() < 0.05  # so far out that the score is the prior's
+    copy = tmp_path / "tampered"
+    shutil.copytree(run, copy)
+    (copy / OOD_FILE).write_text((copy / OOD_FILE).read_text().replace('"threshold": ', '"threshold": 1e9 + '))
+    with pytest.raises(UnsafeModelFile, match=rf"refusing to load .*{OOD_FILE}: its sha256 is not the one recorded"):
+        load_guard(str(copy), card)
+
+
 def test_training_is_reproducible_for_a_seed(gbm_run, demo_cache, tmp_path):
     run, metrics = gbm_run
     _, cache = demo_cache
@@ -114,6 +138,8 @@ def test_score_writes_a_submission_for_every_video_including_a_corrupt_one(gbm_r
     scored = detail.drop("broken.mp4")
     assert not scored.flagged.any() and scored.explanation.str.contains("z=").all()
     assert summary["videos"] == 4 and summary["flagged"] == 1
+    assert {"p_model", "ood", "ood_distance"} <= set(detail.columns) and summary["ood"] == int(detail.ood.sum())
+    assert scored.ood_distance.notna().all() and np.isnan(detail.loc["broken.mp4", "ood_distance"])
 
 
 def test_evaluate_on_another_cache(gbm_run, demo_cache, tmp_path):
@@ -128,8 +154,13 @@ def test_evaluate_on_another_cache(gbm_run, demo_cache, tmp_path):
     assert metrics["seen_in_training"] == {"videos": 0, "video_ids": []}
     out = run / "evaluations" / evaluation_name(str(other_cache))
     assert out.name.startswith("other-cache-")
-    assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 6
-    assert len(pd.read_csv(out / "predictions.csv")) == 6
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["overall"]["n"] == 6
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == 6 and {"p_model", "ood", "ood_distance"} <= set(predictions.columns)
+    flagged = int(predictions.ood.sum())  # AUC and log loss of the flagged and the other clips, each beside the prior
+    assert saved["ood"]["flagged"]["n"] == flagged and saved["ood"]["unflagged"]["n"] == 6 - flagged
+    assert all("prior_log_loss" in part for part in saved["ood"].values() if part["n"])
 
 
 def test_evaluation_measures_only_videos_the_model_did_not_train_on(gbm_run, demo_cache, tmp_path):
