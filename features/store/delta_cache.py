@@ -18,7 +18,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -434,28 +434,31 @@ def history(cache: str | DeltaCacheStore, table: str, limit: int | None = None) 
 
 # --- migration from the per-video layout ---------------------------------------------------------------------
 
-def _old_batches(old: CacheStore, table: str, write_ids: dict[str, str]) -> tuple[pa.Schema, Iterable]:
+def _old_dataset(old: CacheStore, table: str) -> ds.Dataset:
+    return ds.dataset(old.table_dir(table), schema=SCHEMAS[table], format="parquet", filesystem=old.fs)
+
+
+def _migrated(table: str, old: CacheStore, write_ids: dict[str, dict[str, str]]) -> pa.RecordBatchReader:
+    """The old table's rows as the Delta table stores them, streamed: each video's rows of a data table carry
+    its migration write id, and its videos row points at the write ids of the tables it has rows in."""
     schema = delta_schema(table)
-    names = SCHEMAS[table].names
-    dataset = ds.dataset(old.table_dir(table), schema=SCHEMAS[table], format="parquet", filesystem=old.fs)
-    ids = pa.array(list(write_ids), pa.string())
-    values = pa.array(list(write_ids.values()), pa.string())
+    own = write_ids.get(table, {})
+    ids, values = pa.array(list(own), pa.string()), pa.array(list(own.values()), pa.string())
 
     def batches():
-        for batch in dataset.to_batches(columns=names, batch_size=4096):
-            arrow = pa.Table.from_batches([batch], schema=batch.schema)
-            if table == "videos":
-                columns = {n: arrow.column(n) for n in names}
-                for t, pointer in POINTERS.items():
-                    has = write_ids.get(t, {})
-                    columns[pointer] = pa.array([has.get(v) for v in arrow.column("video_id").to_pylist()],
-                                                pa.string())
-                stored = pa.Table.from_pydict(columns, schema=schema)
-            else:
+        for batch in _old_dataset(old, table).to_batches(batch_size=4096):
+            arrow = pa.Table.from_batches([batch])
+            if table != "videos":
                 stored = _with_write_ids(table, arrow, pc.take(values, pc.index_in(arrow.column("video_id"), ids)))
+            else:
+                video_ids = arrow.column("video_id").to_pylist()
+                for t, pointer in POINTERS.items():
+                    arrow = arrow.append_column(pointer, pa.array([write_ids.get(t, {}).get(v) for v in video_ids],
+                                                                  pa.string()))
+                stored = arrow.select(schema.names).cast(schema)
             yield from stored.to_batches()
 
-    return schema, batches()
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def migrate(old_url: str, new_url: str | None = None, storage_options: dict | None = None,
@@ -475,20 +478,16 @@ def migrate(old_url: str, new_url: str | None = None, storage_options: dict | No
     with old.run_lock("cache migrate"):
         if new_url is None and new.fs.exists(new.root):
             new.fs.rm(new.root, recursive=True)
+        tables = [t for t in (*DATA_TABLES, "videos") if old.fs.exists(old.table_dir(t))]
+        write_ids = {}  # table -> video_id -> the write id of its migrated rows
+        for table in tables:
+            if table != "videos":
+                vids = pc.unique(_old_dataset(old, table).to_table(columns=["video_id"]).column("video_id"))
+                write_ids[table] = {v: f"migrated-{uuid.uuid4().hex}" for v in vids.to_pylist()}
         counts = {}
-        present = {}
-        for table in DATA_TABLES:
-            if not old.fs.exists(old.table_dir(table)):
-                continue
-            videos = ds.dataset(old.table_dir(table), schema=SCHEMAS[table], format="parquet", filesystem=old.fs)
-            vids = pc.unique(videos.to_table(columns=["video_id"]).column("video_id")).to_pylist()
-            present[table] = {v: f"migrated-{uuid.uuid4().hex}" for v in vids}
-        for table in (*DATA_TABLES, "videos"):
-            if not old.fs.exists(old.table_dir(table)):
-                continue
-            schema, batches = _old_batches(old, table, present if table == "videos" else present[table])
-            reader = pa.RecordBatchReader.from_batches(schema, batches)
-            write_deltalake(new.table_uri(table), reader, mode="error", storage_options=new.delta_options,
+        for table in tables:  # the videos table last: it is the commit record
+            write_deltalake(new.table_uri(table), _migrated(table, old, write_ids), mode="error",
+                            storage_options=new.delta_options,
                             target_file_size=target_file_size, name=table, writer_properties=_writer(),
                             commit_properties=CommitProperties(custom_metadata={"dfp.operation": "migrate",
                                                                                 "dfp.source": old_url}))
