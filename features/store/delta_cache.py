@@ -40,6 +40,8 @@ DATA_TABLES = ("faces", "ssim", "features", "descriptors")
 POINTERS = {table: f"{table}_{WRITE_ID}" for table in DATA_TABLES}
 # A merge that loses a race to another writer is rerun on the new version, at most this many times.
 COMMIT_ATTEMPTS = 12
+# Files no version needs are deleted by remove_stale_tmp only after this long: readers of older versions.
+READER_GRACE_HOURS = 24
 # Key columns that staged data files carry min/max statistics for: what file skipping reads.
 _STATS_COLUMNS = ("video_id", "cache_key", WRITE_ID)
 # Names of the data files this module writes (staged by workers, or written by delta-rs), never per-video partitions.
@@ -373,9 +375,12 @@ class DeltaCacheStore(CacheStore):
         return rows[0] if rows else None
 
     def remove_stale_tmp(self, older_than_s: float = 3600) -> int:
-        """Delete data files no commit took up (killed workers, lost commits): `vacuum`'s sweep; the caller holds
-        the run lock (flows.extract does), so no writer is between staging and committing."""
-        return sum(len(v) for v in vacuum(self, retention_hours=older_than_s / 3600, lock=False).values())
+        """Delete what killed writers left: CacheStore's temporary files, and data files no commit took up
+        (`vacuum`) once older than a day, so that a reader still on a version from before a compaction keeps
+        its files. The caller holds the run lock (flows.extract does): no writer is between stage and commit."""
+        removed = super().remove_stale_tmp(older_than_s)
+        hours = max(older_than_s / 3600, READER_GRACE_HOURS)
+        return removed + sum(len(v) for v in vacuum(self, retention_hours=hours, lock=False).values())
 
 
 # --- maintenance -------------------------------------------------------------------------------------------------
@@ -423,6 +428,27 @@ def vacuum(cache: str | DeltaCacheStore, retention_hours: float = 168, dry_run: 
         for table, dt in _tables(store).items():
             out[table] = dt.vacuum(retention_hours=max(0, int(retention_hours)), dry_run=dry_run,
                                    enforce_retention_duration=False, full=True)
+    return out
+
+
+def prune(cache: str | DeltaCacheStore, lock: bool = True) -> dict[str, int]:
+    """Delete the rows no videos row points at (superseded by a re-extraction or a rewrite, or committed by a
+    flow that died before its videos rows): files holding only such rows are dropped, mixed ones rewritten.
+    Under the run lock, since a writer's data files are committed before its videos rows point at them."""
+    store = _store(cache)
+    out = {}
+    with store.run_lock("cache prune") if lock else contextlib.nullcontext():
+        pointers = store._pointers()
+        for table, dt in _tables(store).items():
+            if table == "videos":
+                continue
+            current = pointers.select(["video_id", POINTERS[table]]).rename_columns(["video_id", WRITE_ID])
+            current = current.filter(pc.is_valid(current.column(WRITE_ID)))
+            metrics = (dt.merge(current, f"t.video_id = s.video_id AND t.{WRITE_ID} = s.{WRITE_ID}", source_alias="s",
+                                target_alias="t", writer_properties=_writer(),
+                                commit_properties=CommitProperties(custom_metadata={"dfp.operation": "prune"}))
+                       .when_not_matched_by_source_delete().execute())
+            out[table] = int(metrics.get("num_target_rows_deleted", 0))
     return out
 
 

@@ -300,3 +300,40 @@ def test_migrate_in_place_replaces_the_per_video_files(tmp_path):
     assert sorted(n for n in os.listdir(url) if not n.startswith(".lock")) == [
         "configs", "descriptors", "faces", "features", "ssim", "videos"]
     assert store.read_config("cfg") == {"crop_margin": 0.3}
+
+
+def test_prune_drops_the_rows_no_videos_row_points_at_and_stale_files_are_swept(tmp_path):
+    store = DeltaCacheStore(str(tmp_path))
+    for i in range(4):
+        store.write_video(_video(f"ds/{i}", key="k1"), _faces(3), _ssim(1))
+    store.write_video(_video("ds/0", key="k2"), _faces(5), _ssim(1))  # supersedes 3 faces rows, 1 ssim row
+    half = store.stage_video(_video("ds/1", key="k2"), _faces(2), [])
+    store._commit_files("faces", half.adds["faces"], {})  # committed by a flow that died before its videos rows
+    assert info(store)["faces"]["rows"] == 12 + 5 + 2
+    assert delta_cache.prune(store) == {"faces": 5, "ssim": 1}
+    assert info(store)["faces"]["rows"] == 14 and len(store.read("faces")) == 14
+    assert _sorted(store.read_partition("faces", "ds/0")).frame_index.tolist() == [0, 1, 2, 3, 4]
+    stray = tmp_path / "faces" / ".tmp-0123-killed.parquet"
+    stray.write_bytes(b"half a file")
+    orphan = store.stage_video(_video("ds/9"), _faces(1), [])  # staged, never committed
+    assert store.remove_stale_tmp(older_than_s=0) == 1 and not stray.exists()  # the orphan is under a day old
+    assert f"staged-{orphan.write_id}.parquet" in _data_files(tmp_path, "faces")
+    assert len(store.read("faces")) == 14
+
+
+def _process_writer(url, name):
+    _writer(DeltaCacheStore(url), name, 3, [])
+
+
+def test_two_writer_processes_committing_to_one_local_cache_never_lose_or_duplicate_rows(tmp_path):
+    import multiprocessing
+
+    url = str(tmp_path / "cache")
+    context = multiprocessing.get_context("spawn")  # delta-rs runs threads of its own: no fork
+    workers = [context.Process(target=_process_writer, args=(url, name)) for name in ("p1", "p2")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    _check_concurrent(DeltaCacheStore(url), ["p1", "p2"], 3)
