@@ -25,10 +25,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction, CommitProperties
+from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from features.learn.descriptors import table_names
 from features.store.cache import DESCRIPTOR_COLUMNS, SCHEMAS, TABLES, CacheStore, _unpacked, to_table
@@ -45,7 +46,7 @@ READER_GRACE_HOURS = 24
 # Key columns that staged data files carry min/max statistics for: what file skipping reads.
 _STATS_COLUMNS = ("video_id", "cache_key", WRITE_ID)
 # Names of the data files this module writes (staged by workers, or written by delta-rs), never per-video partitions.
-_OURS = ("staged-", "part-", ".tmp-")
+_OURS = ("staged-", "pruned-", "part-", ".tmp-")
 _POINTER_NAMES = tuple(POINTERS.values())
 # Files delta-rs writes (compaction, merges, migration): zstd, and row groups small enough that reading one video
 # of a compacted file skips the other row groups by their statistics instead of decoding every crop in the file.
@@ -89,8 +90,10 @@ class StagedWrite:
     video_row: dict | None = None
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _filter_columns(expression: ds.Expression | None) -> list[str]:
+    """The key columns a row filter of this module refers to."""
+    text = str(expression) if expression is not None else ""
+    return [name for name in _STATS_COLUMNS if name in text]
 
 
 def _file_stats(arrow: pa.Table) -> str:
@@ -186,37 +189,66 @@ class DeltaCacheStore(CacheStore):
         dt = self._tables[table] = DeltaTable(uri, storage_options=self.delta_options)
         return dt
 
+    def _filesystem(self, table: str) -> pafs.FileSystem:
+        """A pyarrow filesystem rooted at the table: native locally (delta-rs's own handler is a Python one,
+        a hundred times slower per file), the store's fsspec one elsewhere."""
+        if self.local:
+            return pafs.SubTreeFileSystem(self.table_uri(table), pafs.LocalFileSystem())
+        return pafs.SubTreeFileSystem(self.table_dir(table), pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)))
+
     def _scan(self, table: str, columns: list[str], row_filter: ds.Expression | None = None,
               files: list | None = None) -> pa.Table:
-        """Columns of the table's current version; `files` (tuple filters) skips files by their statistics."""
+        """Columns of the table's current version; `files` (tuple filters) skips files by their statistics,
+        `row_filter` row groups and rows."""
         dt = self.delta(table)
         schema = delta_schema(table)
         if dt is None:
             return schema.empty_table().select(columns)
-        dataset = dt.to_pyarrow_dataset(schema=schema, file_pruning_predicate=files)
-        return dataset.to_table(columns=columns, filter=row_filter)
+        dataset = dt.to_pyarrow_dataset(schema=schema, file_pruning_predicate=files,
+                                        filesystem=self._filesystem(table))
+        try:
+            return dataset.to_table(columns=columns, filter=row_filter)
+        except pa.ArrowNotImplementedError:
+            # Files that delta-rs merges write hold strings as string_view, which pyarrow cannot filter yet:
+            # read those columns whole, as the schema's strings, and filter after.
+            read = list(dict.fromkeys([*columns, *_filter_columns(row_filter)]))
+            return dataset.to_table(columns=read).filter(row_filter).select(columns)
 
     # --- staging (workers) and committing (the flow) --------------------------------------------------------
 
-    def _stage_file(self, table: str, video_id: str, write_id: str, rows: list[dict]) -> AddAction | None:
-        """Write one data file of a table, not yet part of it; None when there are no rows."""
+    def _stage_file(self, table: str, rows: list[dict], write_ids: list[str]) -> AddAction | None:
+        """Write one data file of a table, not yet part of it (each row with its write's id); None when there
+        are no rows."""
         if not rows:
             return None
         arrow = to_table(table, rows)
-        stored = _with_write_ids(table, arrow, pa.array([write_id] * len(arrow), pa.string()))
+        stored = _with_write_ids(table, arrow, pa.array(write_ids, pa.string()))
         buf = io.BytesIO()
         pq.write_table(stored, buf, compression="zstd", **({"use_dictionary": False} if table == "descriptors" else {}))
-        name = f"staged-{write_id}.parquet"
+        name = f"staged-{write_ids[0]}.parquet"
         self._put(f"{self.table_dir(table)}/{name}", buf.getvalue())
         return AddAction(name, buf.tell(), {}, int(time.time() * 1000), True, _file_stats(stored))
 
-    def stage_table(self, table: str, video_id: str, rows: list[dict]) -> StagedWrite:
-        """Stage one video's rows of one table (the videos table: its row, to be merged)."""
-        write_id = uuid.uuid4().hex
+    def stage_rows(self, table: str, rows_by_video: dict[str, list[dict]]) -> list[StagedWrite]:
+        """Stage many videos' rows of one table in one data file, each video its own write (the videos table:
+        their rows, to be merged)."""
+        writes = [StagedWrite(vid, uuid.uuid4().hex) for vid in rows_by_video]
         if table == "videos":
-            return StagedWrite(video_id, write_id, video_row=rows[-1] if rows else None)
-        add = self._stage_file(table, video_id, write_id, rows)
-        return StagedWrite(video_id, write_id, {table: [add]} if add else {}, {table: write_id})
+            for w in writes:
+                w.video_row = rows_by_video[w.video_id][-1] if rows_by_video[w.video_id] else None
+            return writes
+        rows = [row for w in writes for row in rows_by_video[w.video_id]]
+        ids = [w.write_id for w in writes for _ in rows_by_video[w.video_id]]
+        add = self._stage_file(table, rows, ids)
+        for w in writes:
+            w.pointers = {table: w.write_id}
+        if add and writes:
+            writes[0].adds = {table: [add]}
+        return writes
+
+    def stage_table(self, table: str, video_id: str, rows: list[dict]) -> StagedWrite:
+        """Stage one video's rows of one table."""
+        return self.stage_rows(table, {video_id: rows})[0]
 
     def stage_video(self, video_row: dict, faces: list[dict], ssim: list[dict]) -> StagedWrite:
         """Worker side: write one extraction's faces and ssim files (invisible until committed); the returned
@@ -226,7 +258,7 @@ class DeltaCacheStore(CacheStore):
         extra = {"video_id": video_id, "cache_key": video_row["cache_key"]}
         adds = {}
         for table, rows in (("faces", faces), ("ssim", ssim)):
-            add = self._stage_file(table, video_id, write_id, [{**r, **extra} for r in rows])
+            add = self._stage_file(table, [{**r, **extra} for r in rows], [write_id] * len(rows))
             if add:
                 adds[table] = [add]
         row = {**video_row, "write_s": round(time.perf_counter() - started, 4)}
@@ -304,9 +336,8 @@ class DeltaCacheStore(CacheStore):
         self.commit([self.stage_table(table, video_id, rows)], operation=f"write {table}")
 
     def write_tables(self, table: str, rows_by_video: dict[str, list[dict]]) -> int:
-        """write_table for many videos in one batch: one commit per table instead of one per video."""
-        return self.commit([self.stage_table(table, vid, rows) for vid, rows in rows_by_video.items()],
-                           operation=f"write {table}")
+        """write_table for many videos in one batch: one data file and one commit per table, not one per video."""
+        return self.commit(self.stage_rows(table, rows_by_video), operation=f"write {table}")
 
     def _pointers(self) -> pa.Table:
         """video_id, cache_key and the pointer columns of every videos row, read once per videos version."""
@@ -433,23 +464,44 @@ def vacuum(cache: str | DeltaCacheStore, retention_hours: float = 168, dry_run: 
 
 def prune(cache: str | DeltaCacheStore, lock: bool = True) -> dict[str, int]:
     """Delete the rows no videos row points at (superseded by a re-extraction or a rewrite, or committed by a
-    flow that died before its videos rows): files holding only such rows are dropped, mixed ones rewritten.
-    Under the run lock, since a writer's data files are committed before its videos rows point at them."""
+    flow that died before its videos rows): files holding only such rows are dropped, mixed ones rewritten,
+    in one commit per table. Returns rows deleted per table.
+
+    Under the run lock, since a writer commits its data files before its videos rows point at them."""
     store = _store(cache)
     out = {}
     with store.run_lock("cache prune") if lock else contextlib.nullcontext():
         pointers = store._pointers()
         for table, dt in _tables(store).items():
-            if table == "videos":
-                continue
-            current = pointers.select(["video_id", POINTERS[table]]).rename_columns(["video_id", WRITE_ID])
-            current = current.filter(pc.is_valid(current.column(WRITE_ID)))
-            metrics = (dt.merge(current, f"t.video_id = s.video_id AND t.{WRITE_ID} = s.{WRITE_ID}", source_alias="s",
-                                target_alias="t", writer_properties=_writer(),
-                                commit_properties=CommitProperties(custom_metadata={"dfp.operation": "prune"}))
-                       .when_not_matched_by_source_delete().execute())
-            out[table] = int(metrics.get("num_target_rows_deleted", 0))
+            if table != "videos":
+                out[table] = _prune_table(store, table, dt, pointers)
     return out
+
+
+def _prune_table(store: DeltaCacheStore, table: str, dt: DeltaTable, pointers: pa.Table) -> int:
+    schema, fs = delta_schema(table), store._filesystem(table)
+    files = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pylist()
+    actions, deleted, now = [], 0, int(time.time() * 1000)
+    for file in files:
+        path = file["path"].removeprefix(store.table_uri(table)).lstrip("/")
+        keys = pq.read_table(path, filesystem=fs, columns=["video_id", "cache_key", WRITE_ID], schema=schema)
+        keep = DeltaCacheStore._current(table, keys.append_column("_row", pa.array(range(len(keys)))), pointers,
+                                        committed=False)
+        if keep.num_rows == keys.num_rows:
+            continue
+        actions.append(RemoveAction(file["path"], True, now, file["size_bytes"]))
+        deleted += keys.num_rows - keep.num_rows
+        if keep.num_rows:
+            rows = pq.read_table(path, filesystem=fs, schema=schema).take(keep.column("_row"))
+            buf = io.BytesIO()
+            pq.write_table(rows, buf, compression="zstd", row_group_size=_ROW_GROUP_ROWS)
+            name = f"pruned-{uuid.uuid4().hex}.parquet"
+            store._put(f"{store.table_dir(table)}/{name}", buf.getvalue())
+            actions.append(AddAction(name, buf.tell(), {}, now, True, _file_stats(rows)))
+    if actions:
+        dt.create_write_transaction(actions, "append", schema, commit_properties=CommitProperties(
+            custom_metadata={"dfp.operation": "prune", "dfp.rows_deleted": deleted}))
+    return deleted
 
 
 def history(cache: str | DeltaCacheStore, table: str, limit: int | None = None) -> list[dict]:

@@ -313,6 +313,16 @@ def test_prune_drops_the_rows_no_videos_row_points_at_and_stale_files_are_swept(
     assert delta_cache.prune(store) == {"faces": 5, "ssim": 1}
     assert info(store)["faces"]["rows"] == 14 and len(store.read("faces")) == 14
     assert _sorted(store.read_partition("faces", "ds/0")).frame_index.tolist() == [0, 1, 2, 3, 4]
+    feature = {"cache_key": "k1", "features_version": "1"}
+    store.write_tables("features", {f"ds/{i}": [{**feature, "video_id": f"ds/{i}"}] for i in range(4)})  # one file
+    store.write_table("features", "ds/2", [{**feature, "video_id": "ds/2", "features_version": "2"}])
+    assert info(store)["features"] == {**info(store)["features"], "rows": 5, "files": 2}
+    assert delta_cache.prune(store) == {"faces": 0, "ssim": 0, "features": 1}
+    assert info(store)["features"]["rows"] == 4 and info(store)["features"]["files"] == 2  # the mixed file rewritten
+    features = store.read("features", columns=["video_id", "features_version"], committed_only=False)
+    assert features.sort_values("video_id").features_version.tolist() == ["1", "1", "2", "1"]
+    assert sorted(store.read("features").video_id) == ["ds/1", "ds/2", "ds/3"]  # ds/0's key moved on to k2
+    assert store.read_partition("features", "ds/3").features_version.tolist() == ["1"]
     stray = tmp_path / "faces" / ".tmp-0123-killed.parquet"
     stray.write_bytes(b"half a file")
     orphan = store.stage_video(_video("ds/9"), _faces(1), [])  # staged, never committed
