@@ -48,6 +48,7 @@ _STATS_COLUMNS = ("video_id", "cache_key", WRITE_ID)
 # Names of the data files this module writes (staged by workers, or written by delta-rs), never per-video partitions.
 _OURS = ("staged-", "pruned-", "part-", ".tmp-")
 _POINTER_NAMES = tuple(POINTERS.values())
+_HAS_ROW = "dfp_has_row"  # merge source column: the staged write carries a whole videos row
 # Files delta-rs writes (compaction, merges, migration): zstd, and row groups small enough that reading one video
 # of a compacted file skips the other row groups by their statistics instead of decoding every crop in the file.
 _ROW_GROUP_ROWS = 4096
@@ -55,8 +56,6 @@ _ROW_GROUP_ROWS = 4096
 
 def _writer() -> WriterProperties:
     return WriterProperties(compression="ZSTD", max_row_group_size=_ROW_GROUP_ROWS)
-
-_HAS_ROW = "dfp_has_row"  # merge source column: the staged write carries a whole videos row
 
 
 def delta_schema(table: str) -> pa.Schema:
@@ -88,12 +87,6 @@ class StagedWrite:
     adds: dict[str, list[AddAction]] = field(default_factory=dict)
     pointers: dict[str, str] = field(default_factory=dict)
     video_row: dict | None = None
-
-
-def _filter_columns(expression: ds.Expression | None) -> list[str]:
-    """The key columns a row filter of this module refers to."""
-    text = str(expression) if expression is not None else ""
-    return [name for name in _STATS_COLUMNS if name in text]
 
 
 def _file_stats(arrow: pa.Table) -> str:
@@ -129,7 +122,7 @@ class DeltaCacheStore(CacheStore):
         super().__init__(url, storage_options)
         self.delta_options = {**self._default_delta_options(), **(delta_options or {})}
         self._tables: dict[str, DeltaTable] = {}
-        self._pointer_cache: tuple[int, pd.DataFrame] | None = None
+        self._pointer_cache: tuple[int, pa.Table] | None = None
 
     def _default_delta_options(self) -> dict:
         if self.local:
@@ -143,10 +136,8 @@ class DeltaCacheStore(CacheStore):
             options["AWS_ENDPOINT_URL"] = endpoint
             if endpoint.startswith("http://"):
                 options["AWS_ALLOW_HTTP"] = "true"
-        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-            options["AWS_REGION"] = "us-east-1"
-        elif os.environ.get("AWS_DEFAULT_REGION") and not os.environ.get("AWS_REGION"):
-            options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+        # object_store reads AWS_REGION only; boto3 users set AWS_DEFAULT_REGION
+        options["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return options
 
     # --- tables --------------------------------------------------------------------------------------------
@@ -210,8 +201,8 @@ class DeltaCacheStore(CacheStore):
             return dataset.to_table(columns=columns, filter=row_filter)
         except pa.ArrowNotImplementedError:
             # Files that delta-rs merges write hold strings as string_view, which pyarrow cannot filter yet:
-            # read those columns whole, as the schema's strings, and filter after.
-            read = list(dict.fromkeys([*columns, *_filter_columns(row_filter)]))
+            # read them whole, as the schema's strings, with the key columns the filters name, and filter after.
+            read = list(dict.fromkeys([*columns, *(c for c in _STATS_COLUMNS if c in schema.names)]))
             return dataset.to_table(columns=read).filter(row_filter).select(columns)
 
     # --- staging (workers) and committing (the flow) --------------------------------------------------------
