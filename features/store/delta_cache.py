@@ -322,12 +322,17 @@ class DeltaCacheStore(CacheStore):
         self.commit([self.stage_video(video_row, faces, ssim)])
 
     def write_table(self, table: str, video_id: str, rows: list[dict]) -> None:
-        """Replace one video's rows of a table (the videos table: its row, keeping what it points at). Rows of a
-        video without a videos row stay invisible."""
-        self.commit([self.stage_table(table, video_id, rows)], operation=f"write {table}")
+        """Replace one video's rows of a table (the videos table: its row, keeping what it points at)."""
+        self.write_tables(table, {video_id: rows})
 
     def write_tables(self, table: str, rows_by_video: dict[str, list[dict]]) -> int:
-        """write_table for many videos in one batch: one data file and one commit per table, not one per video."""
+        """write_table for many videos in one batch: one data file and one commit per table, not one per video.
+        A video's rows of the other tables need its videos row first (it is what makes them current)."""
+        if table != "videos":
+            known = set(self._pointers().column("video_id").to_pylist())
+            if missing := [vid for vid in rows_by_video if vid not in known]:
+                raise ValueError(f"write_table({table}) to {self.url}: {missing[0]} has no videos row "
+                                 f"({len(missing)} videos have none); write the videos rows first")
         return self.commit(self.stage_rows(table, rows_by_video), operation=f"write {table}")
 
     def _pointers(self) -> pa.Table:

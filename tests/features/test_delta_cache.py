@@ -147,8 +147,11 @@ def test_label_refreshes_and_derived_tables_keep_what_the_videos_row_points_at(t
     assert len(store.read("features")) == 0
     assert store.read("features", committed_only=False).cache_key.tolist() == ["k1"]  # what stale_feature_videos reads
     assert store.read("ssim").empty and len(store.read("faces")) == 4
-    store.write_table("faces", "ds/ghost", [{**r, "video_id": "ds/ghost", "cache_key": "k"} for r in _faces(2)])
-    assert "ds/ghost" not in set(store.read("faces", committed_only=False).video_id)  # no videos row points at it
+    with pytest.raises(ValueError, match="ds/ghost has no videos row.*write the videos rows first"):
+        store.write_table("faces", "ds/ghost", [{**r, "video_id": "ds/ghost", "cache_key": "k"} for r in _faces(2)])
+    ghost = store.stage_table("faces", "ds/ghost", [{**r, "video_id": "ds/ghost", "cache_key": "k"} for r in _faces(2)])
+    store.commit([ghost])  # committed without one: no videos row points at it
+    assert "ds/ghost" not in set(store.read("faces", committed_only=False).video_id)
 
 
 def _writer(store, name, rounds, shared):
