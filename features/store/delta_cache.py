@@ -111,6 +111,33 @@ def _with_write_ids(table: str, arrow: pa.Table, write_ids: pa.Array) -> pa.Tabl
     return pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
 
 
+def _protocol(store: CacheStore) -> str:
+    return store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
+
+
+def _table_uri(store: CacheStore, table: str) -> str:
+    """Where delta-rs finds a table of the cache: an absolute path, or the object store URL."""
+    return os.path.abspath(store.table_dir(table)) if store.local else f"{_protocol(store)}://{store.table_dir(table)}"
+
+
+def _delta_options(store: CacheStore) -> dict:
+    """delta-rs storage options for the cache: none locally; on S3 the endpoint and region of the AWS_* environment
+    (object_store reads some of them only from options) and conditional puts for commits."""
+    if store.local:
+        return {}
+    if _protocol(store) not in ("s3", "s3a"):
+        raise ValueError(f"a Delta cache lives on a local path or s3://, not {store.url}")
+    options = {"aws_conditional_put": "etag"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    # object_store reads AWS_REGION only; boto3 users set AWS_DEFAULT_REGION
+    options["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return options
+
+
 class DeltaCacheStore(CacheStore):
     """The cache as Delta tables, on a local path or s3:// (CacheStore's interface, same DataFrames out).
 
@@ -120,33 +147,16 @@ class DeltaCacheStore(CacheStore):
 
     def __init__(self, url: str, storage_options: dict | None = None, delta_options: dict | None = None):
         super().__init__(url, storage_options)
-        self.delta_options = {**self._default_delta_options(), **(delta_options or {})}
+        self.delta_options = {**_delta_options(self), **(delta_options or {})}
         self._tables: dict[str, DeltaTable] = {}
         self._pointer_cache: tuple[int, pa.Table] | None = None
-
-    def _default_delta_options(self) -> dict:
-        if self.local:
-            return {}
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        if protocol not in ("s3", "s3a"):
-            raise ValueError(f"a Delta cache lives on a local path or s3://, not {self.url}")
-        options = {"aws_conditional_put": "etag"}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            options["AWS_ENDPOINT_URL"] = endpoint
-            if endpoint.startswith("http://"):
-                options["AWS_ALLOW_HTTP"] = "true"
-        # object_store reads AWS_REGION only; boto3 users set AWS_DEFAULT_REGION
-        options["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        return options
+        if not self.fs.exists(f"{self.table_dir('videos')}/_delta_log"):
+            self._refuse_old_layout("videos")  # a per-video cache is refused when opened, not at a first read
 
     # --- tables --------------------------------------------------------------------------------------------
 
     def table_uri(self, table: str) -> str:
-        if self.local:
-            return os.path.abspath(self.table_dir(table))
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"{protocol}://{self.table_dir(table)}"
+        return _table_uri(self, table)
 
     def _refuse_old_layout(self, table: str) -> None:
         directory = self.table_dir(table)
@@ -185,6 +195,8 @@ class DeltaCacheStore(CacheStore):
         a hundred times slower per file), the store's fsspec one elsewhere."""
         if self.local:
             return pafs.SubTreeFileSystem(self.table_uri(table), pafs.LocalFileSystem())
+        # fsspec caches listings: one made before another writer's commit would hide that commit's files
+        self.fs.invalidate_cache(self.table_dir(table))
         return pafs.SubTreeFileSystem(self.table_dir(table), pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)))
 
     def _scan(self, table: str, columns: list[str], row_filter: ds.Expression | None = None,
@@ -543,9 +555,9 @@ def migrate(old_url: str, new_url: str | None = None, storage_options: dict | No
     In place, the Delta tables are built beside the old folders and swapped in only when all are written; the
     per-video files are deleted last (an interrupted migration is rerun)."""
     old = CacheStore(old_url, storage_options)
-    target = DeltaCacheStore(new_url or old_url, storage_options)
+    target = CacheStore(new_url or old_url, storage_options)
     for table in TABLES:
-        if DeltaTable.is_deltatable(target.table_uri(table), target.delta_options):
+        if DeltaTable.is_deltatable(_table_uri(target, table), _delta_options(target)):
             raise ValueError(f"{target.url} already holds a Delta {table} table: nothing to migrate")
     staging_url = new_url or f"{old_url.rstrip('/')}/.delta-migrate"
     new = DeltaCacheStore(staging_url, storage_options)
