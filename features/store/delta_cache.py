@@ -12,6 +12,7 @@ and the run lock stay where CacheStore keeps them (this store is one).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -87,6 +88,17 @@ class StagedWrite:
     adds: dict[str, list[AddAction]] = field(default_factory=dict)
     pointers: dict[str, str] = field(default_factory=dict)
     video_row: dict | None = None
+
+
+def _may_hold(parquet: pq.ParquetFile, group: int, equals: dict[str, str]) -> bool:
+    """Whether a row group's statistics allow a row with these key values."""
+    meta = parquet.metadata.row_group(group)
+    names = parquet.schema_arrow.names
+    for name, value in equals.items():
+        stats = meta.column(names.index(name)).statistics
+        if stats is not None and stats.has_min_max and not (stats.min <= value <= stats.max):
+            return False
+    return True
 
 
 def _file_stats(arrow: pa.Table) -> str:
@@ -199,16 +211,13 @@ class DeltaCacheStore(CacheStore):
         self.fs.invalidate_cache(self.table_dir(table))
         return pafs.SubTreeFileSystem(self.table_dir(table), pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)))
 
-    def _scan(self, table: str, columns: list[str], row_filter: ds.Expression | None = None,
-              files: list | None = None) -> pa.Table:
-        """Columns of the table's current version; `files` (tuple filters) skips files by their statistics,
-        `row_filter` row groups and rows."""
+    def _scan(self, table: str, columns: list[str], row_filter: ds.Expression | None = None) -> pa.Table:
+        """Columns of the table's current version, `row_filter` skipping row groups and rows."""
         dt = self.delta(table)
         schema = delta_schema(table)
         if dt is None:
             return schema.empty_table().select(columns)
-        dataset = dt.to_pyarrow_dataset(schema=schema, file_pruning_predicate=files,
-                                        filesystem=self._filesystem(table))
+        dataset = dt.to_pyarrow_dataset(schema=schema, filesystem=self._filesystem(table))
         try:
             return dataset.to_table(columns=columns, filter=row_filter)
         except pa.ArrowNotImplementedError:
@@ -216,6 +225,27 @@ class DeltaCacheStore(CacheStore):
             # read them whole, as the schema's strings, with the key columns the filters name, and filter after.
             read = list(dict.fromkeys([*columns, *(c for c in _STATS_COLUMNS if c in schema.names)]))
             return dataset.to_table(columns=read).filter(row_filter).select(columns)
+
+    def _lookup(self, table: str, columns: list[str], equals: dict[str, str]) -> pa.Table:
+        """The rows whose key columns equal `equals` (one video's rows): files are skipped by their Delta
+        statistics, row groups by their Parquet ones, and only what is left is read."""
+        dt = self.delta(table)
+        schema = delta_schema(table)
+        if dt is None:
+            return schema.empty_table().select(columns)
+        fs, root = self._filesystem(table), self.table_uri(table).rstrip("/") + "/"
+        wanted = pa.schema([schema.field(name) for name in dict.fromkeys([*columns, *equals])])
+        parts = []
+        for uri in dt.file_uris(file_pruning_predicate=[(k, "=", v) for k, v in equals.items()]):
+            with fs.open_input_file(uri.removeprefix(root)) as fh:
+                parquet = pq.ParquetFile(fh)
+                groups = [i for i in range(parquet.metadata.num_row_groups) if _may_hold(parquet, i, equals)]
+                if groups:
+                    # string_view in files that delta-rs merges write: cast to the schema's strings first
+                    rows = parquet.read_row_groups(groups, columns=wanted.names).cast(wanted)
+                    mask = functools.reduce(pc.and_, [pc.equal(rows.column(k), v) for k, v in equals.items()])
+                    parts.append(rows.filter(mask).select(columns))
+        return pa.concat_tables(parts) if parts else schema.empty_table().select(columns)
 
     # --- staging (workers) and committing (the flow) --------------------------------------------------------
 
@@ -393,24 +423,19 @@ class DeltaCacheStore(CacheStore):
 
     def read_partition(self, table: str, video_id: str, columns: list[str] | None = None) -> pd.DataFrame:
         """One video's current rows of a table (empty with the schema's columns when none); `columns` reads only
-        those, not for the descriptors table. Files are skipped by their statistics, rows by a pushed-down filter."""
+        those, not for the descriptors table. Files and row groups are skipped by their statistics."""
         if columns is not None and table == "descriptors":
             raise ValueError("read_partition: the descriptors table is read whole (its values are one packed column)")
         read_cols = list(columns or SCHEMAS[table].names)
-        files = [("video_id", "=", video_id)]
         if table == "videos":
-            return self._scan("videos", read_cols, ds.field("video_id") == video_id, files).to_pandas()
+            return self._lookup("videos", read_cols, {"video_id": video_id}).to_pandas()
         write_id = self._pointer(table, video_id)
         if write_id is None:
-            arrow = delta_schema(table).empty_table().select(read_cols)
-        else:
-            arrow = self._scan(table, read_cols, (ds.field("video_id") == video_id) & (ds.field(WRITE_ID) == write_id),
-                               [*files, (WRITE_ID, "=", write_id)])
-        return _unpacked(table, arrow)
+            return _unpacked(table, delta_schema(table).empty_table().select(read_cols))
+        return _unpacked(table, self._lookup(table, read_cols, {"video_id": video_id, WRITE_ID: write_id}))
 
     def read_video_row(self, video_id: str) -> dict | None:
-        rows = self._scan("videos", SCHEMAS["videos"].names, ds.field("video_id") == video_id,
-                          [("video_id", "=", video_id)]).to_pylist()
+        rows = self._lookup("videos", SCHEMAS["videos"].names, {"video_id": video_id}).to_pylist()
         return rows[0] if rows else None
 
     def remove_stale_tmp(self, older_than_s: float = 3600) -> int:
