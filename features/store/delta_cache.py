@@ -577,15 +577,21 @@ def migrate(old_url: str, new_url: str | None = None, storage_options: dict | No
     """Convert a per-video-layout cache (features.store.cache) into Delta tables, at `new_url` or in place: one
     commit per table of large files, every video's rows made current. Returns rows per table.
 
-    In place, the Delta tables are built beside the old folders and swapped in only when all are written; the
-    per-video files are deleted last (an interrupted migration is rerun)."""
+    In place, the Delta tables are built beside the old folders (CACHE/.delta-migrate) and swapped in only when
+    all are written; the per-video folders are deleted last. Rerun an interrupted migration: it builds again, or
+    finishes an interrupted swap."""
     old = CacheStore(old_url, storage_options)
     target = CacheStore(new_url or old_url, storage_options)
-    for table in TABLES:
-        if DeltaTable.is_deltatable(_table_uri(target, table), _delta_options(target)):
-            raise ValueError(f"{target.url} already holds a Delta {table} table: nothing to migrate")
     staging_url = new_url or f"{old_url.rstrip('/')}/.delta-migrate"
     new = DeltaCacheStore(staging_url, storage_options)
+    done = [t for t in TABLES if DeltaTable.is_deltatable(_table_uri(target, t), _delta_options(target))]
+    if done and new_url is None and new.fs.exists(f"{new.root}/videos/_delta_log"):
+        with old.run_lock("cache migrate"):
+            _swap_in(old, new, [t for t in TABLES if new.fs.exists(new.table_dir(t))] + done)
+        return {t: int(DeltaCacheStore(old_url, storage_options).delta(t).count()) for t in TABLES
+                if DeltaTable.is_deltatable(_table_uri(old, t), _delta_options(old))}
+    if done:
+        raise ValueError(f"{target.url} already holds a Delta {done[0]} table: nothing to migrate")
     with old.run_lock("cache migrate"):
         if new_url is None and new.fs.exists(new.root):
             new.fs.rm(new.root, recursive=True)
@@ -614,14 +620,18 @@ def migrate(old_url: str, new_url: str | None = None, storage_options: dict | No
 
 
 def _swap_in(old: CacheStore, new: DeltaCacheStore, tables: list[str]) -> None:
-    """Move the built Delta tables over the per-video folders, then delete those."""
+    """Move the built Delta tables over the per-video folders, then delete those; each step is skipped when an
+    interrupted earlier run made it."""
     fs = old.fs
-    for table in tables:
-        aside = f"{old.root.rstrip('/')}/.per-video-{table}"
-        fs.mv(old.table_dir(table), aside, recursive=True)
-        fs.mv(new.table_dir(table), old.table_dir(table), recursive=True)
-    for table in tables:
-        fs.rm(f"{old.root.rstrip('/')}/.per-video-{table}", recursive=True)
+    asides = {table: f"{old.root.rstrip('/')}/.per-video-{table}" for table in dict.fromkeys(tables)}
+    for table, aside in asides.items():
+        if fs.exists(old.table_dir(table)) and not fs.exists(aside) and fs.exists(new.table_dir(table)):
+            fs.mv(old.table_dir(table), aside, recursive=True)
+        if fs.exists(new.table_dir(table)):
+            fs.mv(new.table_dir(table), old.table_dir(table), recursive=True)
+    for aside in asides.values():
+        if fs.exists(aside):
+            fs.rm(aside, recursive=True)
     if fs.exists(new.root):
         fs.rm(new.root, recursive=True)
 

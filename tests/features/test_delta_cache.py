@@ -292,13 +292,25 @@ def test_migrate_to_a_new_url_gives_identical_frames(tmp_path):
         migrate(old.url, str(tmp_path / "new"))
 
 
-def test_migrate_in_place_replaces_the_per_video_files(tmp_path):
+def test_migrate_in_place_replaces_the_per_video_files_and_an_interrupted_swap_is_finished(tmp_path, monkeypatch):
     url = str(tmp_path / "cache")
     _old_cache(url)
     expected = {table: _sorted(CacheStore(url).read(table)) for table in ("videos", "faces", "descriptors")}
     with pytest.raises(OldLayoutError, match=rf"{url} holds a cache in the per-video layout.*dfp cache migrate {url}"):
         DeltaCacheStore(url)
-    migrate(url)
+    real_mv, moves = CacheStore(url).fs.mv, []
+
+    def killed_after_three_moves(self, *args, **kwargs):
+        if len(moves) == 3:
+            raise KeyboardInterrupt("killed mid-swap")
+        moves.append(args)
+        return real_mv(*args, **kwargs)
+
+    monkeypatch.setattr(type(CacheStore(url).fs), "mv", killed_after_three_moves)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(url)
+    monkeypatch.undo()
+    assert migrate(url) == {"videos": 2, "faces": 6, "ssim": 1, "features": 2, "descriptors": 3}
     store = DeltaCacheStore(url)
     for table, frame in expected.items():
         pd.testing.assert_frame_equal(frame, _sorted(store.read(table)))
