@@ -90,6 +90,11 @@ class StagedWrite:
     video_row: dict | None = None
 
 
+def _backoff(attempt: int) -> None:
+    """Wait before rerunning a commit that lost a race, longer each time, jittered so racers drift apart."""
+    time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+
+
 def _may_hold(parquet: pq.ParquetFile, group: int, equals: dict[str, str]) -> bool:
     """Whether a row group's statistics allow a row with these key values."""
     meta = parquet.metadata.row_group(group)
@@ -193,9 +198,9 @@ class DeltaCacheStore(CacheStore):
             self._refuse_old_layout(table)
             if not create:
                 return None
-            try:
-                DeltaTable.create(uri, schema=delta_schema(table), mode="ignore", storage_options=self.delta_options,
-                                  name=table)
+            try:  # version 0 or nothing: a retried create would commit the table's metadata a second time
+                DeltaTable.create(uri, schema=delta_schema(table), mode="error", storage_options=self.delta_options,
+                                  name=table, commit_properties=CommitProperties(max_commit_retries=0))
             except Exception:  # noqa: BLE001 - another writer created it first: use theirs
                 if not DeltaTable.is_deltatable(uri, self.delta_options):
                     raise
@@ -312,12 +317,19 @@ class DeltaCacheStore(CacheStore):
         return meta["dfp.videos"]
 
     def _commit_files(self, table: str, adds: list[AddAction], meta: dict) -> None:
-        dt = self.delta(table, create=True)
+        """Append data files; appends commute, so delta-rs retries them on a newer version itself, and a commit
+        it gives up on (another writer changed the table's metadata) is rerun here on the latest version."""
         props = CommitProperties(custom_metadata=meta, max_commit_retries=COMMIT_ATTEMPTS * 4)
-        try:  # appends commute: delta-rs retries them on a newer version itself
-            dt.create_write_transaction(adds, "append", delta_schema(table), commit_properties=props)
-        except CommitFailedError as exc:
-            raise CacheCommitError(f"commit of {len(adds)} {table} files to {self.url} failed: {exc}") from exc
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self.delta(table, create=True).create_write_transaction(adds, "append", delta_schema(table),
+                                                                        commit_properties=props)
+                return
+            except CommitFailedError as exc:
+                last = exc
+                _backoff(attempt)
+        raise CacheCommitError(f"commit of {len(adds)} {table} files to {self.url} refused {COMMIT_ATTEMPTS} times "
+                               f"({last}); rerun the commit")
 
     def _merge_source(self, staged: Sequence[StagedWrite]) -> pa.Table:
         """One source row per video: the last staged videos row wins, pointers combine (the last one per table)."""
@@ -353,7 +365,7 @@ class DeltaCacheStore(CacheStore):
                 return
             except CommitFailedError as exc:
                 last = exc
-                time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+                _backoff(attempt)
         raise CacheCommitError(f"commit of {source.num_rows} videos rows to {self.url} refused: other writers "
                                f"committed first {COMMIT_ATTEMPTS} times in a row ({last}); rerun the commit")
 
