@@ -216,6 +216,10 @@ def test_two_writers_on_s3_never_lose_or_duplicate_rows(s3_bucket):
     store.fs.ls(store.table_dir("videos"))  # fsspec now caches a listing of the table...
     DeltaCacheStore(url).write_video(_video("late"), _faces(1), [])  # ...that another writer's commit outdates
     assert "late" in set(store.read("videos").video_id) and len(store.read_partition("faces", "late")) == 1
+    faces = _sorted(store.read("faces"))
+    assert all(t["files_after"] <= 2 for t in compact(store, lock=False).values())
+    assert len(vacuum(store, retention_hours=0)["faces"]) >= 6  # under the object store's lease
+    pd.testing.assert_frame_equal(_sorted(DeltaCacheStore(url).read("faces")), faces)
     store.write_config({"crop_margin": 0.3}, "abc")  # CacheStore's files, where CacheStore keeps them
     assert store.read_config("abc") == {"crop_margin": 0.3}
     assert len(store.read_partition("faces", "w1/0-0")) == 2
