@@ -98,9 +98,9 @@ def _backoff(attempt: int) -> None:
 def _may_hold(parquet: pq.ParquetFile, group: int, equals: dict[str, str]) -> bool:
     """Whether a row group's statistics allow a row with these key values."""
     meta = parquet.metadata.row_group(group)
-    names = parquet.schema_arrow.names
+    leaves = {meta.column(j).path_in_schema: j for j in range(meta.num_columns)}
     for name, value in equals.items():
-        stats = meta.column(names.index(name)).statistics
+        stats = meta.column(leaves[name]).statistics
         if stats is not None and stats.has_min_max and not (stats.min <= value <= stats.max):
             return False
     return True
