@@ -372,3 +372,20 @@ def test_two_writer_processes_committing_to_one_local_cache_never_lose_or_duplic
         w.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0]
     _check_concurrent(DeltaCacheStore(url), ["p1", "p2"], 3)
+
+
+def test_one_videos_rows_of_a_compacted_file_are_read_from_its_row_groups_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(delta_cache, "_ROW_GROUP_ROWS", 3)  # one video's three faces rows per row group
+    store = DeltaCacheStore(str(tmp_path))
+    for i in range(12):
+        store.write_video(_video(f"ds/{i:02d}"), _faces(3), [])
+    compact(store, lock=False)
+    assert info(store)["faces"]["files"] == 1
+    read = []
+    real = delta_cache.pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(delta_cache.pq.ParquetFile, "read_row_groups",
+                        lambda self, groups, **kw: read.append((self.metadata.num_row_groups, list(groups))) or
+                        real(self, groups, **kw))
+    part = store.read_partition("faces", "ds/05", columns=["video_id", "frame_index"])
+    assert part.video_id.tolist() == ["ds/05"] * 3 and sorted(part.frame_index) == [0, 1, 2]
+    assert len(read) == 1 and read[0][0] >= 12 and len(read[0][1]) == 1  # one row group of the file's twelve
