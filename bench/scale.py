@@ -1,7 +1,7 @@
 """Scale benchmark: what a scheduled run with nothing to do costs as the dataset grows (issue #22).
 
-    python bench/scale.py                          # N = 1,000 and 10,000 videos, today's per-video layout
-    python bench/scale.py --sizes 1000 --keep DIR  # keep the synthetic tree and cache for a closer look
+    python bench/scale.py                          # N = 1,000 and 10,000 (per-video), and 100,000 (Delta)
+    python bench/scale.py --sizes 1000 --delta-sizes 1000 --keep DIR  # keep the synthetic trees and caches
 
 For each N it builds, in a temporary folder, a dataset of N small stat-able files listed in a labels.csv (one
 folder of 1,000 files per thousand) and a cache whose videos table holds one committed row per file, as a real
@@ -12,10 +12,16 @@ settings and code, and the measurement columns of a real row. Then, on one core,
 - plan: the whole no-op plan the flow runs (stat every file, read the videos table, diff); it must find
   nothing to do and open no file (counted);
 - videos read: the videos table alone (`CacheStore.read("videos")`);
+- features read: the per-video features table (one row per video, as training reads it);
+- partition read: one video's features row (`read_partition`);
 - files: data files per table.
 
-Prints a markdown table and writes bench/results/scale.json with the machine. The per-video layout is today's;
-the Delta layout of issue #22 is to be measured beside it at N = 1,000, 10,000 and 100,000 once it exists.
+Two layouts: today's per-video Parquet files (`CacheStore`), and the Delta tables of issue #22
+(`features.store.delta_cache.DeltaCacheStore`), written as a flow would commit them, in batches of 1,000
+videos, then compacted (`delta_cache.compact`; its time is `compact_s`, the files are counted after it). The
+Delta no-op plan is the real planner with the Delta store in place of CacheStore (the flows switch in step 2).
+
+Prints a markdown table and writes bench/results/scale.json with the machine.
 """
 
 from __future__ import annotations
@@ -31,12 +37,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import tasks.extract  # noqa: E402
 from bench.common import table, write_json  # noqa: E402
 from features import FEATURE_CODE_VERSION  # noqa: E402
 from features.config import ExtractConfig  # noqa: E402
+from features.learn.video_features import FEATURE_NAMES, FEATURES_VERSION  # noqa: E402
+from features.store import delta_cache  # noqa: E402
 from features.store.cache import CacheStore, cache_key, file_stat  # noqa: E402
 from features.store.datasets import discover  # noqa: E402
 from tasks.extract import plan_videos  # noqa: E402
+
+LAYOUTS = {"per-video parquet": CacheStore, "delta": delta_cache.DeltaCacheStore}
+BATCH = 1000  # videos per commit in the Delta layout, as the flow batches them
 
 # The measurement columns of a committed row (values of a real 10 s DFDC clip); only their presence matters.
 TEMPLATE = {"status": "ok", "width": 1920, "height": 1080, "fps": 29.97, "frame_count": 300, "rotation": 0,
@@ -46,8 +58,9 @@ TEMPLATE = {"status": "ok", "width": 1920, "height": 1080, "fps": 29.97, "frame_
             "write_s": 0.05, "total_s": 6.9, "worker": "bench:0"}
 
 
-def build(root: Path, n: int) -> tuple[Path, str]:
-    """N files in folders of 1,000 with a labels.csv, and a cache that already holds all of them."""
+def build(root: Path, n: int, layout: str = "per-video parquet") -> tuple[Path, str]:
+    """N files in folders of 1,000 with a labels.csv, and a cache that already holds all of them (a videos row
+    and a features row each) in the given layout."""
     clips = root / "clips"
     lines = ["path,label"]
     for i in range(n):
@@ -59,18 +72,43 @@ def build(root: Path, n: int) -> tuple[Path, str]:
     (clips / "labels.csv").write_text("\n".join(lines) + "\n")
     cache = str(root / "cache")
     config = ExtractConfig(datasets=[str(clips)], cache=cache)
-    store = CacheStore(cache)
+    videos, features = {}, {}
     for entry in discover([str(clips)]):
         fingerprint = f"synthetic-{entry.video_id}"
-        store.write_table("videos", entry.video_id, [{
+        key = cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION)
+        videos[entry.video_id] = [{
             **entry.metadata(), **TEMPLATE, "fingerprint": fingerprint, "file_stat": file_stat(entry.path),
-            "config_hash": config.config_hash, "code_version": FEATURE_CODE_VERSION,
-            "cache_key": cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION)}])
+            "config_hash": config.config_hash, "code_version": FEATURE_CODE_VERSION, "cache_key": key}]
+        features[entry.video_id] = [{"video_id": entry.video_id, "cache_key": key, "features_version": FEATURES_VERSION,
+                                     **dict.fromkeys(FEATURE_NAMES, 0.5)}]
+    if layout == "delta":
+        store = delta_cache.DeltaCacheStore(cache)
+        ids = list(videos)
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
+            store.write_tables("videos", {vid: videos[vid] for vid in batch})
+            store.write_tables("features", {vid: features[vid] for vid in batch})
+    else:
+        store = CacheStore(cache)
+        for vid in videos:
+            store.write_table("features", vid, features[vid])
+            store.write_table("videos", vid, videos[vid])
     return clips, cache
 
 
-def measure(clips: Path, cache: str) -> dict:
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def measure(clips: Path, cache: str, layout: str = "per-video parquet") -> dict:
     config = ExtractConfig(datasets=[str(clips)], cache=cache)
+    store_class = LAYOUTS[layout]
+    extra = {}
+    if layout == "delta":
+        _, extra["compact_s"] = _timed(lambda: delta_cache.compact(cache))
+        delta_cache.vacuum(cache, retention_hours=0)
     opened = []
     real_open = builtins.open
 
@@ -79,43 +117,49 @@ def measure(clips: Path, cache: str) -> dict:
             opened.append(file)
         return real_open(file, *args, **kwargs)
 
-    t = time.perf_counter()
-    entries = discover([str(clips)])
-    discover_s = time.perf_counter() - t
+    entries, discover_s = _timed(lambda: discover([str(clips)]))
     builtins.open = counting_open
+    real_store, tasks.extract.CacheStore = tasks.extract.CacheStore, store_class
     try:
-        t = time.perf_counter()
-        plan = plan_videos.fn(entries, config)
-        plan_s = time.perf_counter() - t
+        plan, plan_s = _timed(lambda: plan_videos.fn(entries, config))
     finally:
         builtins.open = real_open
+        tasks.extract.CacheStore = real_store
     if plan.todo or plan.restat or len(plan.skipped) != len(entries):
         raise SystemExit(f"the no-op plan is not a no-op: {plan.counts()}")
-    t = time.perf_counter()
-    videos = CacheStore(cache).read("videos")
-    read_s = time.perf_counter() - t
-    files = {name: sum(1 for _ in (Path(cache) / name).glob("*.parquet")) for name in ("videos", "faces", "ssim")}
+    videos, read_s = _timed(lambda: store_class(cache).read("videos"))
+    feats, features_s = _timed(lambda: store_class(cache).read("features"))
+    store = store_class(cache)
+    store.read_partition("features", entries[0].video_id)  # a warm store, as in a training loop over videos
+    one, partition_s = _timed(lambda: store.read_partition("features", entries[len(entries) // 2].video_id))
+    if len(feats) != len(entries) or len(one) != 1:
+        raise SystemExit(f"the {layout} cache lost rows: {len(feats)} features rows, {len(one)} in the partition")
+    files = {name: sum(1 for p in (Path(cache) / name).glob("*.parquet")) for name in ("videos", "features")}
     return {"videos": len(videos), "discover_s": round(discover_s, 3), "plan_s": round(plan_s, 3),
             "plan_ms_per_video": round(1000 * plan_s / len(entries), 3), "videos_read_s": round(read_s, 3),
-            "video_files_opened": len(opened), "files_videos_table": files["videos"]}
+            "features_read_s": round(features_s, 3), "partition_read_ms": round(1000 * partition_s, 2),
+            "video_files_opened": len(opened), "files_videos_table": files["videos"],
+            "files_features_table": files["features"], **{k: round(v, 3) for k, v in extra.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000], help="N for the per-video layout")
+    parser.add_argument("--delta-sizes", type=int, nargs="*", default=[1000, 10000, 100000], help="N for Delta")
     parser.add_argument("--out", default="bench/results/scale.json")
     parser.add_argument("--keep", default=None, help="build under this folder and keep it")
     args = parser.parse_args()
     rows = []
-    for n in args.sizes:
+    runs = [("per-video parquet", n) for n in args.sizes] + [("delta", n) for n in args.delta_sizes]
+    for layout, n in sorted(runs, key=lambda r: (r[1], r[0] != "per-video parquet")):
         with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
             t = time.perf_counter()
-            clips, cache = build(Path(tmp) / f"n{n}", n)
+            clips, cache = build(Path(tmp) / f"{layout.split()[0]}-n{n}", n, layout)
             built = time.perf_counter() - t
-            rows.append({"layout": "per-video parquet", "n": n, "build_s": round(built, 1), **measure(clips, cache)})
+            rows.append({"layout": layout, "n": n, "build_s": round(built, 1), **measure(clips, cache, layout)})
             print(table(rows[-1:], list(rows[-1])), flush=True)
-    columns = ["layout", "n", "discover_s", "plan_s", "plan_ms_per_video", "videos_read_s", "video_files_opened",
-               "files_videos_table"]
+    columns = ["layout", "n", "build_s", "plan_s", "plan_ms_per_video", "videos_read_s", "features_read_s",
+               "partition_read_ms", "video_files_opened", "files_videos_table", "files_features_table", "compact_s"]
     print("\n" + table(rows, columns))
     print(f"\nwrote {write_json(args.out, {'rows': rows, 'targets': {'noop_plan_100k_s': 10, 'videos_read_s': 1}})}")
 
