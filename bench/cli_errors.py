@@ -47,6 +47,8 @@ def cases(tmp: Path) -> dict[str, list[str]]:
         "dfp train MISSING": ["train", "MISSING", "--out", str(tmp / "r")],
         "dfp report CACHE --run nope": ["report", str(cache), "--run", "nope", "--out", str(tmp / "r.html")],
         "--folds 0": ["train", str(cache), "--out", str(tmp / "r"), "--folds", "0"],
+        "dfp cache info MISSING": ["cache", "info", "MISSING"],
+        "dfp cache vacuum per-video CACHE": ["cache", "vacuum", str(cache)],
     }
 
 

@@ -24,6 +24,7 @@ from cyclopts.exceptions import CycloptsError, UnusedCliTokensError  # noqa: E40
 from features.config import RUNTIME_FIELDS, EvaluateConfig, ExtractConfig, ScoreConfig, TrainConfig  # noqa: E402
 from features.learn import registry  # noqa: E402
 from flows import console  # noqa: E402
+from flows.cache_cli import cache_app  # noqa: E402
 from flows.cli_options import Verbosity, given, model_option, positional, with_options  # noqa: E402
 from flows.console import say  # noqa: E402
 
@@ -399,9 +400,18 @@ def cmd_serve(
     return 0
 
 
+app.command(cache_app)
+
+
 @app.default
 def _help() -> int:
     app.help_print([])
+    return 0
+
+
+@cache_app.default
+def _cache_help() -> int:
+    app.help_print(["cache"])
     return 0
 
 
@@ -443,6 +453,16 @@ def _command_of(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _prog(argv: list[str]) -> str:
+    """What an error line starts with: `dfp`, `dfp train`, or `dfp cache info` for a sub-app's command."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if not words or words[0] not in app:
+        return "dfp"
+    if words[0] == "cache" and len(words) == 2 and words[1] in cache_app:
+        return f"dfp cache {words[1]}"
+    return f"dfp {words[0]}"
+
+
 def _verbosity_after_command(argv: list[str]) -> list[str]:
     """`dfp -v train CACHE` as `dfp train -v CACHE`: the verbosity belongs to each command, given before or after it."""
     leading = 0
@@ -456,12 +476,16 @@ def _verbosity_after_command(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = _verbosity_after_command(sys.argv[1:] if argv is None else list(argv))
     command = _command_of(argv)
-    prog = f"dfp {command}" if command in app else "dfp"
+    prog = _prog(argv)
     try:
         result = app(argv, exit_on_error=False, print_error=False, result_action="return_value")
     except UnusedCliTokensError as exc:
+        words = [a for a in argv if not a.startswith("-")]
         if command is not None and command not in app:
             print(f"dfp: error: unknown command {command!r} (`dfp --help` lists the commands)", file=sys.stderr)
+        elif command == "cache" and len(words) > 1 and words[1] not in cache_app:
+            print(f"dfp cache: error: unknown command {words[1]!r} (`dfp cache --help` lists the commands)",
+                  file=sys.stderr)
         else:
             print(f"{prog}: error: {_one_line(exc)} (`{prog} --help` shows the usage)", file=sys.stderr)
         return EXIT_USAGE

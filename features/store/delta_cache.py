@@ -555,6 +555,22 @@ def history(cache: str | DeltaCacheStore, table: str, limit: int | None = None) 
     return [] if dt is None else dt.history(limit)
 
 
+def commit_changes(cache: str | DeltaCacheStore, table: str, version: int) -> dict[str, int] | None:
+    """What one commit of a table did to its files: files added and removed, rows added (the add actions'
+    statistics). Read from the commit's log entry, which holds what delta-rs's operation metrics leave out for
+    the commits of staged files; None once the log entry is cleaned up."""
+    store = _store(cache)
+    path = f"{store.table_dir(table)}/_delta_log/{version:020d}.json"
+    try:
+        lines = store.fs.cat_file(path).decode().splitlines()
+    except FileNotFoundError:
+        return None
+    actions = [json.loads(line) for line in lines if line.strip()]
+    adds = [a["add"] for a in actions if "add" in a]
+    rows = sum(json.loads(add.get("stats") or "{}").get("numRecords", 0) for add in adds)
+    return {"files_added": len(adds), "files_removed": sum("remove" in a for a in actions), "rows_added": rows}
+
+
 # --- migration from the per-video layout ---------------------------------------------------------------------
 
 def _old_dataset(old: CacheStore, table: str) -> ds.Dataset:

@@ -135,6 +135,25 @@ def check_cache_dir(url: str) -> None:
                          f"`dfp extract DATASET --cache {url}`")
 
 
+def check_delta_cache_dir(url: str) -> None:
+    """Refuse a local folder that is not a cache in Delta tables (features.store.delta_cache), cheaply: a missing
+    one, one that is no cache, one in the per-video layout (an object-store URL is left to the store itself)."""
+    check_cache_dir(url)
+    if not _is_remote(url) and not (Path(url) / "videos" / "_delta_log").is_dir():
+        raise ValueError(f"{url} holds a cache in the per-video layout (one Parquet file per video), not Delta "
+                         f"tables: convert it with `dfp cache migrate {url}`")
+
+
+def check_per_video_cache_dir(url: str) -> None:
+    """Refuse, cheaply, a local folder that `dfp cache migrate` cannot convert: a missing one, one that is no
+    cache, one already in Delta tables (unless an in-place migration of it was interrupted mid-swap)."""
+    if _is_remote(url) or (Path(url) / ".delta-migrate").is_dir():
+        return  # an interrupted in-place migration: rerunning it finishes it
+    check_cache_dir(url)
+    if (Path(url) / "videos" / "_delta_log").is_dir():
+        raise ValueError(f"{url} already holds Delta tables: nothing to migrate (`dfp cache info {url}` shows them)")
+
+
 def _read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))

@@ -16,11 +16,13 @@ from tests.conftest import REPO
 
 # The imports that cost seconds at start-up: an error must come before any of them.
 HEAVY = ("prefect", "prefect_dask", "dask", "distributed", "tensorflow", "keras")
+# What `dfp cache` commands import in their bodies only: their errors come before these too.
+CACHE_HEAVY = ("deltalake", "pyarrow", "pandas")
 # Runs dfp's main, then writes the heavy modules the process imported to the file named by argv[1].
 _WRAPPER = f"""
 import atexit, json, sys
 out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(m for m in {HEAVY} if m in sys.modules))))
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(m for m in {HEAVY + CACHE_HEAVY} if m in sys.modules))))
 from flows.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -58,7 +60,14 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # nothing listens there once the socket is closed
 
 
-def _cases(tmp_path, cache, run):
+@pytest.fixture
+def delta_cache(tmp_path):
+    """A cache in Delta tables as far as the cheap checks see it: a videos table with a transaction log."""
+    (tmp_path / "delta" / "videos" / "_delta_log").mkdir(parents=True)
+    return tmp_path / "delta"
+
+
+def _cases(tmp_path, cache, run, delta_cache):
     return {
         "evaluate a missing run": (["evaluate", "nope-run", "--cache", cache],
                                    "dfp evaluate: error: run folder nope-run does not exist: give the --out folder of "
@@ -85,22 +94,57 @@ def _cases(tmp_path, cache, run):
         "a run folder without a card": (["evaluate", cache, "--cache", cache],
                                         f"dfp evaluate: error: {cache} is not a training run: it has no "
                                         "model_card.json"),
+        "cache info without a cache": (["cache", "info"], 'dfp cache info: error: Command "cache info" parameter '
+                                       "CACHE requires an argument. (`dfp cache info --help` shows the usage)"),
+        "cache info of a missing cache": (["cache", "info", "MISSING"],
+                                          "dfp cache info: error: cache MISSING does not exist: write one with `dfp "
+                                          "extract DATASET --cache MISSING`"),
+        "cache compact of a folder that is no cache": (["cache", "compact", tmp_path],
+                                                       f"dfp cache compact: error: {tmp_path} is not a cache written "
+                                                       "by `dfp extract` (it has no videos table)"),
+        "cache vacuum of a per-video cache": (["cache", "vacuum", cache],
+                                              f"dfp cache vacuum: error: {cache} holds a cache in the per-video layout "
+                                              f"(one Parquet file per video), not Delta tables: convert it with `dfp "
+                                              f"cache migrate {cache}`"),
+        "cache history of a per-video cache": (["cache", "history", cache],
+                                               f"dfp cache history: error: {cache} holds a cache in the per-video "
+                                               "layout"),
+        "cache vacuum with a negative retention": (["cache", "vacuum", delta_cache, "--retention-hours", "-1"],
+                                                   "dfp cache vacuum: error: --retention-hours: must be at least 0, "
+                                                   "got -1"),
+        "cache history of an unknown table": (["cache", "history", delta_cache, "--table", "crops"],
+                                              'dfp cache history: error: Invalid value "crops" for --table. Choose '
+                                              'from: "videos", "faces", "ssim", "features", "descriptors".'),
+        "cache migrate of a missing cache": (["cache", "migrate", "MISSING"],
+                                             "dfp cache migrate: error: cache MISSING does not exist"),
+        "cache migrate of a Delta cache": (["cache", "migrate", delta_cache],
+                                           f"dfp cache migrate: error: {delta_cache} already holds Delta tables: "
+                                           "nothing to migrate"),
+        "an unknown cache command": (["cache", "bogus", cache],
+                                     "dfp cache: error: unknown command 'bogus' (`dfp cache --help` lists the "
+                                     "commands)"),
     }
 
 
 CASES = ["evaluate a missing run", "score a missing clip", "inspect a missing clip",
          "a Dask address where nothing answers", "a malformed Dask address", "train a missing cache",
-         "report a missing run", "folds 0", "an unknown model kind", "a run folder without a card"]
+         "report a missing run", "folds 0", "an unknown model kind", "a run folder without a card",
+         "cache info without a cache", "cache info of a missing cache", "cache compact of a folder that is no cache",
+         "cache vacuum of a per-video cache", "cache history of a per-video cache",
+         "cache vacuum with a negative retention", "cache history of an unknown table",
+         "cache migrate of a missing cache", "cache migrate of a Delta cache", "an unknown cache command"]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_careless_command_gets_one_line_and_exit_2_before_any_heavy_import(case, tmp_path, cache, run):
-    argv, message = _cases(tmp_path, cache, run)[case]
+def test_a_careless_command_gets_one_line_and_exit_2_before_any_heavy_import(case, tmp_path, cache, run,
+                                                                            delta_cache):
+    argv, message = _cases(tmp_path, cache, run, delta_cache)[case]
     result, imported = _dfp(*argv, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
-    assert imported == [], f"{case}: imported {imported} before the error"
+    heavy = imported if argv[0] == "cache" else [m for m in imported if m in HEAVY]
+    assert heavy == [], f"{case}: imported {heavy} before the error"
     assert not (tmp_path / "r").exists() and not (tmp_path / "out").exists()  # nothing was written
 
 
