@@ -3,14 +3,17 @@ against what was written and against the tables on disk afterwards."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import typing
 
 import pandas as pd
 import pytest
+from cyclopts import Parameter
 
 from features.store.cache import TABLES, CacheStore
 from features.store.delta_cache import DeltaCacheStore
+from flows import cli
 from flows.cache_cli import TableName
 from flows.cli import main
 from tests.features.test_delta_cache import _faces, _old_cache, _sorted, _ssim, _video
@@ -149,3 +152,25 @@ def test_on_s3_a_per_video_cache_is_refused_by_the_store_and_migrates(s3_bucket,
     assert capsys.readouterr().err == (f"dfp cache info: error: {s3_bucket}/nothing holds no cache in Delta tables "
                                        "(no videos/_delta_log): convert a per-video cache with `dfp cache migrate "
                                        "CACHE`\n")
+
+
+def test_compact_refuses_in_one_line_while_an_extraction_holds_the_cache(tmp_path, capsys):
+    url = str(tmp_path / "cache")
+    _old_cache(url)
+    _dfp(capsys, "cache", "migrate", url)
+    with CacheStore(url).run_lock("extract"):
+        assert main(["cache", "compact", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dfp cache compact: error: cache compact refused: another run is writing to {url}") and \
+        err.count("\n") == 1
+    assert _table(_dfp(capsys, "cache", "info", url))["faces"]["version"] == "0"  # nothing was compacted
+
+
+@pytest.mark.parametrize("command", ["info", "compact", "vacuum", "history", "migrate"])
+def test_every_cache_command_and_option_has_help_text(command):
+    function = cli.app["cache"][command].default_command
+    assert function.__doc__
+    hints = typing.get_type_hints(function, include_extras=True)
+    for name in inspect.signature(function).parameters:
+        parameters = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Parameter)]
+        assert parameters and parameters[0].help, f"dfp cache {command}: {name} has no help"
