@@ -207,10 +207,17 @@ def _holder(what: str) -> str:
 class CacheStore:
     """The cache behind one interface, on a local path or any fsspec URL (s3://, gs://, memory://)."""
 
+    refuses_delta = True  # a local cache already converted to Delta tables (features.store.delta_cache) is refused
+
     def __init__(self, url: str, storage_options: dict | None = None):
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.local = isinstance(self.fs, LocalFileSystem)
+        if self.refuses_delta and self.local and os.path.isdir(f"{self.table_dir('videos')}/_delta_log"):
+            # Read as per-video files, a Delta table's superseded rows would count: refuse it instead.
+            from features.store.rundir import delta_cache_refused
+
+            raise ValueError(delta_cache_refused(url))
 
     def table_dir(self, table: str) -> str:
         return f"{self.root.rstrip('/')}/{table}"

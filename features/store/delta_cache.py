@@ -162,6 +162,8 @@ class DeltaCacheStore(CacheStore):
     AWS_* environment variables, and commits use conditional puts (S3 and most S3-compatible stores have them),
     so concurrent writers need no lock table."""
 
+    refuses_delta = False
+
     def __init__(self, url: str, storage_options: dict | None = None, delta_options: dict | None = None):
         super().__init__(url, storage_options)
         self.delta_options = {**_delta_options(self), **(delta_options or {})}
@@ -600,6 +602,12 @@ def _migrated(table: str, old: CacheStore, write_ids: dict[str, dict[str, str]])
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+class _AnyLayout(CacheStore):
+    """The per-video store's paths and lock on a cache in either layout: what migrate reads and swaps."""
+
+    refuses_delta = False
+
+
 def migrate(old_url: str, new_url: str | None = None, storage_options: dict | None = None,
             target_file_size: int | None = None) -> dict[str, int]:
     """Convert a per-video-layout cache (features.store.cache) into Delta tables, at `new_url` or in place: one
@@ -608,8 +616,8 @@ def migrate(old_url: str, new_url: str | None = None, storage_options: dict | No
     In place, the Delta tables are built beside the old folders (CACHE/.delta-migrate) and swapped in only when
     all are written; the per-video folders are deleted last. Rerun an interrupted migration: it builds again, or
     finishes an interrupted swap."""
-    old = CacheStore(old_url, storage_options)
-    target = CacheStore(new_url or old_url, storage_options)
+    old = _AnyLayout(old_url, storage_options)
+    target = _AnyLayout(new_url or old_url, storage_options)
     staging_url = new_url or f"{old_url.rstrip('/')}/.delta-migrate"
     new = DeltaCacheStore(staging_url, storage_options)
     done = [t for t in TABLES if DeltaTable.is_deltatable(_table_uri(target, t), _delta_options(target))]

@@ -133,11 +133,22 @@ def check_cache_dir(url: str) -> None:
     if not path.is_dir() or not (path / "videos").is_dir():
         raise ValueError(f"{url} is not a cache written by `dfp extract` (it has no videos table): write one with "
                          f"`dfp extract DATASET --cache {url}`")
+    if (path / "videos" / "_delta_log").is_dir():
+        raise ValueError(delta_cache_refused(url))
+
+
+def delta_cache_refused(url: str) -> str:
+    """Why the flows refuse a cache already converted to Delta tables: they read and write the per-video layout."""
+    return (f"{url} holds Delta Lake tables (`dfp cache migrate`), and dfp extract, train, evaluate and score of this "
+            "version read and write only the per-video layout: use the cache it was migrated from (`dfp cache "
+            "migrate CACHE --to URL` keeps it)")
 
 
 def check_delta_cache_dir(url: str) -> None:
     """Refuse a local folder that is not a cache in Delta tables (features.store.delta_cache), cheaply: a missing
     one, one that is no cache, one in the per-video layout (an object-store URL is left to the store itself)."""
+    if _is_remote(url) or (Path(url) / "videos" / "_delta_log").is_dir():
+        return
     check_cache_dir(url)
     if not _is_remote(url) and not (Path(url) / "videos" / "_delta_log").is_dir():
         raise ValueError(f"{url} holds a cache in the per-video layout (one Parquet file per video), not Delta "
@@ -149,9 +160,9 @@ def check_per_video_cache_dir(url: str) -> None:
     cache, one already in Delta tables (unless an in-place migration of it was interrupted mid-swap)."""
     if _is_remote(url) or (Path(url) / ".delta-migrate").is_dir():
         return  # an interrupted in-place migration: rerunning it finishes it
-    check_cache_dir(url)
     if (Path(url) / "videos" / "_delta_log").is_dir():
         raise ValueError(f"{url} already holds Delta tables: nothing to migrate (`dfp cache info {url}` shows them)")
+    check_cache_dir(url)
 
 
 def _read_json(path: Path) -> dict:

@@ -158,7 +158,7 @@ def test_compact_refuses_in_one_line_while_an_extraction_holds_the_cache(tmp_pat
     url = str(tmp_path / "cache")
     _old_cache(url)
     _dfp(capsys, "cache", "migrate", url)
-    with CacheStore(url).run_lock("extract"):
+    with DeltaCacheStore(url).run_lock("extract"):  # the lock the flows' CacheStore takes: one per cache
         assert main(["cache", "compact", url]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dfp cache compact: error: cache compact refused: another run is writing to {url}") and \
@@ -174,3 +174,17 @@ def test_every_cache_command_and_option_has_help_text(command):
     for name in inspect.signature(function).parameters:
         parameters = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Parameter)]
         assert parameters and parameters[0].help, f"dfp cache {command}: {name} has no help"
+
+
+def test_the_flows_refuse_a_cache_migrated_in_place_and_keep_reading_the_one_migrated_to_a_new_url(tmp_path, capsys):
+    url, copy = str(tmp_path / "cache"), str(tmp_path / "delta")
+    _old_cache(url)
+    _dfp(capsys, "cache", "migrate", url, "--to", copy)
+    assert len(CacheStore(url).read("videos")) == 2  # the original stays the flows' cache
+    _dfp(capsys, "cache", "migrate", url)
+    with pytest.raises(ValueError, match=r"holds Delta Lake tables .* read and write only the per-video layout"):
+        CacheStore(url)
+    assert len(DeltaCacheStore(url).read("videos")) == 2
+    assert main(["train", url, "--out", str(tmp_path / "run")]) == 2  # refused before Prefect starts
+    err = capsys.readouterr().err
+    assert err.startswith(f"dfp train: error: {url} holds Delta Lake tables") and err.count("\n") == 1
