@@ -2,6 +2,7 @@
 
     python bench/scale.py                          # N = 1,000 and 10,000 (per-video), and 100,000 (Delta)
     python bench/scale.py --sizes 1000 --delta-sizes 1000 --keep DIR  # keep the synthetic trees and caches
+    python bench/scale.py --sizes --delta-sizes 10000 100000 --baseline /path/to/older/checkout  # before/after
 
 For each N it builds, in a temporary folder, a dataset of N small stat-able files listed in a labels.csv (one
 folder of 1,000 files per thousand) and a cache whose videos table holds one committed row per file, as a real
@@ -21,6 +22,10 @@ Two layouts: today's per-video Parquet files (`CacheStore`), and the Delta table
 videos, then compacted (`delta_cache.compact`; its time is `compact_s`, the files are counted after it). The
 Delta no-op plan is the real planner with the Delta store in place of CacheStore (the flows switch in step 2).
 
+With `--baseline DIR` (a checkout of an older commit, e.g. a `git worktree`), each tree is also discovered and
+planned by that checkout's code in a subprocess (`baseline_discover_s`, `baseline_plan_s`), so a change is
+measured before and after on the same files, in the same run, under the same load.
+
 Prints a markdown table and writes bench/results/scale.json with the machine.
 """
 
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +109,32 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+# Run by the baseline checkout's interpreter path: its own discover and planner, the store swapped as measure() does.
+BASELINE_PLAN = """
+import json, sys, time
+import tasks.extract
+from features.config import ExtractConfig
+from features.store import delta_cache
+from features.store.cache import CacheStore
+from features.store.datasets import discover
+clips, cache, layout = sys.argv[1:4]
+config = ExtractConfig(datasets=[clips], cache=cache)
+tasks.extract.CacheStore = delta_cache.DeltaCacheStore if layout == "delta" else CacheStore
+t = time.perf_counter(); entries = discover([clips]); discover_s = time.perf_counter() - t
+t = time.perf_counter(); plan = tasks.extract.plan_videos.fn(entries, config); plan_s = time.perf_counter() - t
+assert not plan.todo and len(plan.skipped) == len(entries), plan.counts()
+print(json.dumps({"baseline_discover_s": round(discover_s, 3), "baseline_plan_s": round(plan_s, 3)}))
+"""
+
+
+def measure_baseline(checkout: str, clips: Path, cache: str, layout: str) -> dict:
+    """Discovery and no-op plan times of the same tree and cache with an older checkout's code."""
+    env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve()), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", BASELINE_PLAN, str(clips), cache, layout], cwd=checkout, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def measure(clips: Path, cache: str, layout: str = "per-video parquet") -> dict:
     config = ExtractConfig(datasets=[str(clips)], cache=cache)
     store_class = LAYOUTS[layout]
@@ -148,6 +181,7 @@ def main() -> None:
     parser.add_argument("--delta-sizes", type=int, nargs="*", default=[1000, 10000, 100000], help="N for Delta")
     parser.add_argument("--out", default="bench/results/scale.json")
     parser.add_argument("--keep", default=None, help="build under this folder and keep it")
+    parser.add_argument("--baseline", default=None, help="an older checkout: also discover and plan with its code")
     args = parser.parse_args()
     rows = []
     runs = [("per-video parquet", n) for n in args.sizes] + [("delta", n) for n in args.delta_sizes]
@@ -156,9 +190,13 @@ def main() -> None:
             t = time.perf_counter()
             clips, cache = build(Path(tmp) / f"{layout.split()[0]}-n{n}", n, layout)
             built = time.perf_counter() - t
-            rows.append({"layout": layout, "n": n, "build_s": round(built, 1), **measure(clips, cache, layout)})
+            row = {"layout": layout, "n": n, "build_s": round(built, 1), **measure(clips, cache, layout)}
+            if args.baseline:
+                row.update(measure_baseline(args.baseline, clips, cache, layout))
+            rows.append(row)
             print(table(rows[-1:], list(rows[-1])), flush=True)
-    columns = ["layout", "n", "build_s", "plan_s", "plan_ms_per_video", "videos_read_s", "features_read_s",
+    columns = ["layout", "n", "build_s", *(["baseline_discover_s", "discover_s", "baseline_plan_s"] if args.baseline
+                                            else ["discover_s"]), "plan_s", "plan_ms_per_video", "videos_read_s", "features_read_s",
                "partition_read_ms", "video_files_opened", "files_videos_table", "files_features_table", "compact_s"]
     print("\n" + table(rows, columns))
     print(f"\nwrote {write_json(args.out, {'rows': rows, 'targets': {'noop_plan_100k_s': 10, 'videos_read_s': 1}})}")

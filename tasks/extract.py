@@ -23,7 +23,15 @@ from features.store.cache import (
     reusable_fingerprint,
 )
 from features.store.datasets import VideoEntry, discover
-from features.store.plan import LOST_TASK_STEP, METADATA_COLUMNS, ExtractionPlan, FileState, VideoJob, plan_extraction
+from features.store.plan import (
+    LOST_TASK_STEP,
+    METADATA_COLUMNS,
+    ExtractionPlan,
+    FileState,
+    VideoJob,
+    cached_rows,
+    plan_extraction,
+)
 from features.video.decode import StepError
 from features.video.extract import VideoResult, extract_video
 from features.video.faces import make_detector
@@ -43,17 +51,35 @@ def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionP
     store = CacheStore(config.cache)
     cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", "fingerprint", "file_stat",
                                            *METADATA_COLUMNS])
-    rows = {r["video_id"]: r for r in cached.to_dict("records")}
-    with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound; threads are fine on the driver
-        found = pool.map(lambda e: file_state(e, config, rows.get(e.video_id)), entries)
-        states = dict(zip((e.video_id for e in entries), found, strict=True))
-    return plan_extraction(entries, states, cached, force=config.force, retry_failed=config.retry_failed,
+    rows = cached_rows(cached)
+
+    config_hash = config.config_hash  # a pydantic dump and a JSON encoding: once, not once per video
+
+    def states_of(chunk: list[VideoEntry]) -> list[FileState]:
+        return [_file_state(e, config_hash, rows.get(e.video_id)) for e in chunk]
+
+    # I/O bound (object-store stats, hashing new files): threads are fine on the driver. Entries go in chunks,
+    # as one future per video costs more than a local stat does.
+    size = max(1, min(_PLAN_CHUNK, -(-len(entries) // (8 * _PLAN_WORKERS))))
+    chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
+    with ThreadPoolExecutor(max_workers=_PLAN_WORKERS) as pool:
+        found = [state for chunk in pool.map(states_of, chunks) for state in chunk]
+    states = dict(zip((e.video_id for e in entries), found, strict=True))
+    return plan_extraction(entries, states, rows, force=config.force, retry_failed=config.retry_failed,
                            keep_labels=config.keep_labels)
+
+
+_PLAN_WORKERS = 8
+_PLAN_CHUNK = 500  # most entries per future: small enough that a chunk of new files to hash still spreads
 
 
 def file_state(entry: VideoEntry, config: ExtractConfig, cached: dict | None = None) -> FileState:
     """Fingerprint one listed video, or reuse its cached fingerprint when the file's stat is unchanged; a file
     that cannot be read gets a reason instead of an exception."""
+    return _file_state(entry, config.config_hash, cached)
+
+
+def _file_state(entry: VideoEntry, config_hash: str, cached: dict | None) -> FileState:
     fingerprint, stat, problem = None, None, None
     if not entry.discovery_error:
         try:
@@ -62,7 +88,7 @@ def file_state(entry: VideoEntry, config: ExtractConfig, cached: dict | None = N
                 fingerprint = reusable_fingerprint(stat, cached) or _fingerprint(entry.path, stat)
         except OSError as exc:
             problem = f"cannot read the file: {type(exc).__name__}: {exc}"
-    return FileState(fingerprint, cache_key(fingerprint, config.config_hash, FEATURE_CODE_VERSION), problem, stat)
+    return FileState(fingerprint, cache_key(fingerprint, config_hash, FEATURE_CODE_VERSION), problem, stat)
 
 
 @functools.lru_cache(maxsize=1 << 17)

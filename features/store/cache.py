@@ -124,8 +124,11 @@ def file_stat(path: str) -> str | None:
 
     A videos row records it beside the fingerprint; a later run whose stat of the file matches reuses that
     fingerprint and never opens the file. Any edit changes the mtime, a replaced file also the inode."""
-    fs, p = fsspec.core.url_to_fs(path)
-    if isinstance(fs, LocalFileSystem):
+    if _is_plain_local(path):  # what url_to_fs would resolve to a LocalFileSystem path as it is, without its cost
+        fs, p = None, path
+    else:
+        fs, p = fsspec.core.url_to_fs(path)
+    if fs is None or isinstance(fs, LocalFileSystem):
         try:
             st = os.stat(p)
         except FileNotFoundError:
@@ -138,6 +141,11 @@ def file_stat(path: str) -> str | None:
     version = next((info[k] for k in ("ETag", "etag", "LastModified", "last_modified", "mtime", "updated")
                     if info.get(k)), UNVERSIONED)
     return f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}:{info.get('size')}:{version}"
+
+
+def _is_plain_local(path: str) -> bool:
+    """An absolute POSIX path with no protocol or chaining, which fsspec would hand to the local filesystem."""
+    return os.sep == "/" and path.startswith("/") and "://" not in path and "::" not in path
 
 
 def reusable_fingerprint(stat: str | None, row: dict | None) -> str | None:

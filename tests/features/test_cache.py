@@ -305,3 +305,15 @@ def test_of_two_runs_starting_together_on_an_object_store_exactly_one_proceeds()
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["ran", "refused"]
+
+
+def test_file_stat_of_a_plain_local_path_skips_fsspec_and_matches_it(tmp_path, monkeypatch):
+    from features.store.cache import _is_plain_local
+
+    assert _is_plain_local("/data/clips/a.mp4")
+    assert not any(_is_plain_local(p) for p in ("s3://bucket/a.mp4", "clips/a.mp4", "file:///data/a.mp4",
+                                                "/data/a.mp4::zip://x", "~/a.mp4"))
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"1" * 10)
+    monkeypatch.chdir(tmp_path)
+    assert file_stat(str(clip)) == file_stat("a.mp4") == file_stat(f"file://{clip}")  # the fsspec route agrees

@@ -1,9 +1,19 @@
 import json
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from features.store.datasets import DatasetError, discover
+from features.store.datasets import (
+    VIDEO_EXTENSIONS,
+    DatasetError,
+    VideoEntry,
+    _entry,
+    _video_files,
+    _with_group,
+    assign_leakage_groups,
+    discover,
+)
 from tests.conftest import shared_dataset
 
 
@@ -152,3 +162,43 @@ def test_ffpp_dev_has_nineteen_leakage_groups():
     entries = discover([str(root)])
     assert len(entries) == 110
     assert len({e.leakage_group for e in entries}) == 19
+
+
+def test_video_files_lists_what_rglob_finds_from_directory_entries(tmp_path):
+    for rel in ("a/x.mp4", "a-b/x.MOV", "a/c/y.avi", ".hidden/z.mp4", "real/r.mp4", "dir.mp4/in.mkv", "notes.txt",
+                ".mp4", "b."):
+        _touch(tmp_path / rel)
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "a" / "x.mp4")
+    (tmp_path / "linked_dir").symlink_to(tmp_path / "real")  # not followed, as rglob does not
+    found = _video_files(str(tmp_path))
+    assert found == {"a/x.mp4": False, "a-b/x.MOV": False, "a/c/y.avi": False, ".hidden/z.mp4": False,
+                     "real/r.mp4": False, "dir.mp4/in.mkv": False, "dangling.mp4": True, "link.mp4": True}
+    expected = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                if (p.is_file() or p.is_symlink()) and p.suffix.lower() in VIDEO_EXTENSIONS}
+    assert set(found) == expected
+
+
+def test_entries_of_plain_and_unusual_relative_paths_match_pathlib(tmp_path):
+    for rel in ("a/x.mp4", "x.tar.mp4", "./a/x.mp4", "a//x.mp4", "a/.mp4", "a/b.", "noext"):
+        made = _entry("ds", "folder", tmp_path, rel)
+        assert made.path == str(tmp_path / rel) and made.relpath == rel
+        assert made.video_id == f"ds/{PurePosixPath(rel).with_suffix('')}"
+    outside = _entry("ds", "folder", tmp_path, "../x.mp4")
+    assert outside.path == "../x.mp4" and outside.video_id == "ds/../x.mp4"
+    assert _entry("ds", "folder", Path("/"), "x.mp4").path == "/x.mp4"
+
+
+def test_folder_videos_come_in_path_order_part_by_part(tmp_path):
+    for rel in ("a-b/x.mp4", "a/x.mp4", "a/b/y.mp4", "A/z.mp4"):
+        _touch(tmp_path / "ds" / rel)
+    assert [e.relpath for e in discover([str(tmp_path / "ds")])] == ["A/z.mp4", "a/b/y.mp4", "a/x.mp4", "a-b/x.mp4"]
+
+
+def test_a_leakage_group_is_set_on_a_copy():
+    entry = VideoEntry(video_id="ds/a", dataset="ds", dataset_format="folder", path="/d/a.mp4", relpath="a.mp4",
+                       label="FAKE", identities=("file:ds/a.mp4",))
+    grouped = _with_group(entry, "g1")
+    assert grouped == replace(entry, leakage_group="g1") and entry.leakage_group == ""
+    assert _with_group(grouped, "g1") is grouped
+    assert assign_leakage_groups([entry])[0].leakage_group == "file:ds/a.mp4"

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from features.store.datasets import VideoEntry
-from features.store.plan import FileState, plan_extraction
+from features.store.plan import FileState, cached_rows, plan_extraction
 
 
 def entry(vid, label="REAL", group=None):
@@ -76,3 +76,27 @@ def test_keep_labels_keeps_the_cached_labelling_of_a_cached_video():
     changed = plan_extraction(unlabelled, states(c="kc-new", new="kn"), cached(("c", "kc", "ok")), keep_labels=True)
     redo = {j.entry.video_id: j.entry for j in changed.todo}["c"]
     assert (redo.label, redo.leakage_group) == ("REAL", "c")  # re-extracted, still labelled as cached
+
+
+def test_cached_rows_are_the_records_by_video_id_with_nan_where_missing():
+    table = cached(("a", "ka", "ok"), ("b", "kb", "failed:decode")).assign(file_stat=["local:1:2:3", None])
+    rows = cached_rows(table)
+    assert list(rows) == ["a", "b"]
+    assert rows["b"]["cache_key"] == "kb" and rows["b"]["error_step"] == "decode" and pd.isna(rows["a"]["error_step"])
+
+    def missing_as_none(row):
+        return {k: None if pd.isna(v) else v for k, v in row.items()}
+
+    before = {r["video_id"]: missing_as_none(r) for r in table.to_dict("records")}  # what the planner used before
+    assert {vid: missing_as_none(row) for vid, row in rows.items()} == before
+    assert before["b"]["file_stat"] is None and before["a"]["file_stat"] == "local:1:2:3"
+    assert cached_rows(table.iloc[:0]) == {}
+
+
+def test_the_plan_is_the_same_from_the_table_or_from_its_rows():
+    entries = [entry("a", label="FAKE"), entry("b"), entry("c")]
+    keys = {"a": FileState("fa", "ka", file_stat="local:1:2:3"), "b": FileState("fb", "kb-new"), "c": FileState("fc", "kc")}
+    table = cached(("a", "ka", "ok"), ("b", "kb", "ok")).assign(file_stat=["local:1:2:9", None])
+    from_table, from_rows = plan_extraction(entries, keys, table), plan_extraction(entries, keys, cached_rows(table))
+    assert from_rows == from_table
+    assert from_rows.counts() == {"todo": 2, "skipped": 1, "refresh": 1, "restat": 1, "changed": 1, "new": 1}
