@@ -57,8 +57,9 @@ FEATURES: dict[str, str] = {
 FEATURE_NAMES = list(FEATURES)
 # Expression dynamics from the detector's landmarks: crop_linear combines them with its crop and patch scores.
 LANDMARK_FEATURES = ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
-# What crop_linear's final combination reads of the video table beside its crop and patch scores.
-VIDEO_INPUTS = [*LANDMARK_FEATURES, "face_grid_blockiness"]
+# What crop_linear's final combination reads of the video table beside its crop and patch scores. Not the block-grid
+# trace: it helped the development folds and broke crop_linear on clips from other sources (bench/results/decisions.md).
+VIDEO_INPUTS = list(LANDMARK_FEATURES)
 # Below this the last encoding's quantisation swamps the earlier grid (FF++ c40 is about 2^-7.5, c23 2^-4.5): the
 # feature is left out (NaN) rather than read as a signal, fixed in advance from codec knowledge, not fitted.
 GRID_MIN_BITS_PER_PIXEL = 2.0 ** -6

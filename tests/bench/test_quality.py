@@ -135,7 +135,7 @@ def test_the_benchmark_runs_end_to_end_on_generated_clips(benchmark_run):
     assert saved["clips"] == 8 and saved["seeds"] == [0, 1]
     assert [(r["model"], r["seed"]) for r in saved["runs"]] == [(m, s) for m in quality.DEFAULT_MODELS for s in (0, 1)]
     assert quality.DEFAULT_MODELS == ["gbm", "logreg", "crop_gbm", "crop_gbm_sbi", "crop_linear_no_patches",
-                                     "crop_linear_no_landmarks", "crop_linear_no_grid", "crop_linear"]
+                                     "crop_linear_no_landmarks", "crop_linear_grid", "crop_linear"]
     first = saved["runs"][0]
     assert first["all"]["n"] == 8 and first["ffpp_c23"] == {"n": 0}
     lo, hi = first["all"]["auc_ci95"]
