@@ -44,13 +44,14 @@ CLIP_COLUMNS = ["video_id", "label", "leakage_group", "status", "is_ffpp", "fami
 
 
 # ----------------------------------------------------------------------------------------------- export (here)
-def export(directory: str, cache: str) -> dict:
-    """The quality cache's labelled clips and their main-face JPEG crops, as two Parquet files and a JSON."""
-    from bench.quality import feature_table
+def export(directory: str, cache: str, ood: list[str] | None = None) -> dict:
+    """The quality cache's labelled development clips (not wild-dev, nor the `ood` folders' clips: never trained
+    on) and their main-face JPEG crops, as two Parquet files and a JSON."""
+    from bench.quality import feature_table, split_ood
     from features.store.cache import CacheStore
     from features.store.training_data import crop_margin, main_crops
 
-    frame = feature_table(cache)
+    frame, _ = split_ood(feature_table(cache), ood or [])
     usable = frame[frame.status == "ok"]
     crops = main_crops(CacheStore(cache), list(usable.video_id), dict(zip(usable.video_id, usable.cache_key, strict=True)))
     out = Path(directory)
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     p_export = sub.add_parser("export", help="write the quality cache's clips and crops to DIR")
     p_export.add_argument("directory")
     p_export.add_argument("--cache", default=str(ROOT / "bench" / ".cache" / "quality"))
+    p_export.add_argument("--ood", nargs="*", default=[], help="folders whose clips are left out (as bench/quality.py "
+                          "--ood; ../shared/data/wild-dev always is)")
     p_run = sub.add_parser("run", help="time and cross-validate the CNN on the exported crops")
     p_run.add_argument("directory")
     p_run.add_argument("--size", default="large", choices=["small", "large"])
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     p_check.add_argument("directory")
     args = parser.parse_args(argv)
     if args.command == "export":
-        meta = export(args.directory, args.cache)
+        meta = export(args.directory, args.cache, args.ood)
         print(json.dumps(meta))
         return meta
     if args.command == "run":

@@ -439,13 +439,21 @@ def ood_sources(paths: list[str]) -> list[Path]:
     return out
 
 
-def split_ood(frame: pd.DataFrame, ood: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The development clips and the out-of-distribution ones (those under an --ood folder), by path."""
-    roots = tuple(str(Path(d).resolve()) + os.sep for d in ood)
-    is_ood = frame.path.map(lambda p: str(Path(p).resolve()).startswith(roots)).to_numpy(bool) if roots else \
-        np.zeros(len(frame), bool)
+def _under(paths: pd.Series, folders) -> np.ndarray:
+    roots = tuple(str(Path(d).resolve()) + os.sep for d in folders)
+    if not roots:
+        return np.zeros(len(paths), bool)
+    return paths.map(lambda p: str(Path(p).resolve()).startswith(roots)).to_numpy(bool)
+
+
+def split_ood(frame: pd.DataFrame, ood: list[str], never_train=(DEFAULT_OOD,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The development clips and the out-of-distribution ones (those under an --ood folder), by path. Clips under
+    `never_train` (wild-dev) are never development clips, whether this run scores them or not: a cache that
+    holds them from an earlier run must not train on them."""
+    is_ood = _under(frame.path, ood)
+    barred = _under(frame.path, never_train)
     wild = frame[is_ood].assign(family="wild", is_ffpp=False)
-    return frame[~is_ood].reset_index(drop=True), wild.reset_index(drop=True)
+    return frame[~is_ood & ~barred].reset_index(drop=True), wild.reset_index(drop=True)
 
 
 def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) -> dict:

@@ -111,6 +111,8 @@ def test_a_folder_of_labelled_sources_stands_for_its_sources_and_its_clips_are_k
     assert list(wild.family) == ["wild"]
     dev, wild = quality.split_ood(frame, [])
     assert len(dev) == 2 and wild.empty
+    dev, wild = quality.split_ood(frame, [], never_train=[tmp_path / "wild"])  # wild-dev clips left in a cache
+    assert list(dev.path) == [frame.path[0]] and wild.empty
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +167,7 @@ def test_the_cnn_benchmark_trains_on_its_export_alone_and_its_model_scores_the_s
 
     _, _, cache = benchmark_run
     export = tmp_path / "export"
-    meta = cnn_gpu.main(["export", str(export), "--cache", str(cache)])
+    meta = cnn_gpu.main(["export", str(export), "--cache", str(cache), "--ood", str(cache.parent / "wild")])
     clips = pd.read_parquet(export / "clips.parquet")
     crops = pd.read_parquet(export / "crops.parquet")
     assert meta["clips"] == len(clips) == 8 and meta["crops"] == len(crops) > 8 and meta["crop_margin"] == 0.3
