@@ -246,7 +246,11 @@ def test_crop_linear_combines_landmark_dynamics_with_its_crop_scores_and_round_t
     # The crops carry nothing; a per-video column does: the learnt combination must weigh it, and only it.
     train, labels, groups = descriptor_rows(60, signal=0.0, frames=4)
     videos = _landmark_table(labels, seed=3)
-    model = fit_crop_linear(train, labels, groups, seed=0, videos=videos)
+    default = fit_crop_linear(train, labels, groups, seed=0, videos=videos)
+    assert default.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd"]
+    # A column with gaps (the block-grid trace, bench/quality.py's crop_linear_grid) as a further input:
+    model = fit_crop_linear(train, labels, groups, seed=0, videos=videos,
+                            video_columns=[*default.video_columns, "face_grid_blockiness"])
     assert model.video_columns == ["landmark_mouth_sd", "landmark_nose_sd", "landmark_vertical_sd", "face_grid_blockiness"]
     weights = dict(zip(model.video_columns, model.video_weights, strict=True))
     assert weights["landmark_mouth_sd"] < -1.0 and abs(weights["landmark_nose_sd"]) < abs(weights["landmark_mouth_sd"]) / 3
