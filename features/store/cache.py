@@ -37,6 +37,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from features.learn.descriptors import table_names
 from features.learn.video_features import FEATURE_NAMES
+from features.store.rundir import delta_cache_refused
 
 TABLES = ("videos", "faces", "ssim", "features", "descriptors")
 
@@ -223,8 +224,6 @@ class CacheStore:
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.refuses_delta and self.local and os.path.isdir(f"{self.table_dir('videos')}/_delta_log"):
             # Read as per-video files, a Delta table's superseded rows would count: refuse it instead.
-            from features.store.rundir import delta_cache_refused
-
             raise ValueError(delta_cache_refused(url))
 
     def table_dir(self, table: str) -> str:

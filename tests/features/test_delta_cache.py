@@ -176,41 +176,33 @@ def _check_concurrent(store, names, rounds):
         assert [c["operation"] for c in history(store, table)].count(operation) == len(names) * rounds
 
 
-def test_writers_committing_to_one_local_cache_never_lose_or_duplicate_rows(tmp_path):
-    url = str(tmp_path / "cache")
+def _race(url: str, names: list[str], rounds: int) -> None:
+    """One writer thread per name, all committing to the cache at `url` at once; raises what any of them raised."""
     shared, errors = [], []
 
     def run(name):
         try:
-            _writer(DeltaCacheStore(url), name, 4, shared)
+            _writer(DeltaCacheStore(url), name, rounds, shared)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("w1", "w2", "w3")]
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_writers_committing_to_one_local_cache_never_lose_or_duplicate_rows(tmp_path):
+    url = str(tmp_path / "cache")
+    _race(url, ["w1", "w2", "w3"], 4)
     _check_concurrent(DeltaCacheStore(url), ["w1", "w2", "w3"], 4)  # three: they also race to create the tables
 
 
 def test_two_writers_on_s3_never_lose_or_duplicate_rows(s3_bucket):
     url = f"{s3_bucket}/cache"
-    shared, errors = [], []
-
-    def run(name):
-        try:
-            _writer(DeltaCacheStore(url), name, 3, shared)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in ("w1", "w2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    _race(url, ["w1", "w2"], 3)
     store = DeltaCacheStore(url)
     _check_concurrent(store, ["w1", "w2"], 3)
     store.fs.ls(store.table_dir("videos"))  # fsspec now caches a listing of the table...
