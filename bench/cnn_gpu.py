@@ -48,12 +48,12 @@ def export(directory: str, cache: str, ood: list[str] | None = None) -> dict:
     """The quality cache's labelled development clips (not wild-dev, nor the `ood` folders' clips: never trained
     on) and their main-face JPEG crops, as two Parquet files and a JSON."""
     from bench.quality import feature_table, split_ood
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
     from features.store.training_data import crop_margin, main_crops
 
     frame, _ = split_ood(feature_table(cache), ood or [])
     usable = frame[frame.status == "ok"]
-    crops = main_crops(CacheStore(cache), list(usable.video_id), dict(zip(usable.video_id, usable.cache_key, strict=True)))
+    crops = main_crops(DeltaCacheStore(cache), list(usable.video_id), dict(zip(usable.video_id, usable.cache_key, strict=True)))
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     frame[CLIP_COLUMNS].to_parquet(out / "clips.parquet", index=False)

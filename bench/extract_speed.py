@@ -50,7 +50,7 @@ def decode_floor(path: str, threads: int = 0) -> tuple[float, int]:
 
 def ours(path: str, detector_kind: str, cache: str, prefetch_frames: int = 8, decode_threads: int = 0) -> dict:
     from features.config import ExtractConfig
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
     from features.video.extract import extract_video
     from tasks.extract import cap_threads, worker_detector
 
@@ -62,7 +62,7 @@ def ours(path: str, detector_kind: str, cache: str, prefetch_frames: int = 8, de
     result = extract_video(path, Path(path).stem, config, detector)
     row = {"video_id": Path(path).stem, "cache_key": "bench", **result.video}
     t = time.perf_counter()
-    CacheStore(cache).write_video(row, result.faces, result.ssim)
+    DeltaCacheStore(cache).write_video(row, result.faces, result.ssim)
     write_s = time.perf_counter() - t
     v = result.video
     return {"total_s": time.perf_counter() - started, "frames": v["frames_decoded"], "decode_s": v["decode_s"], "detect_s": v["detect_s"],

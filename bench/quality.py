@@ -79,10 +79,10 @@ def fit_logreg(train: pd.DataFrame, seed: int, cache: str):
 def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False, epochs: int = 8):
     """The small Keras CNN on main-face crops (mean frame logit per video), optionally with self-blended fakes."""
     from features.learn import models
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
     from features.store.training_data import crop_margin, main_crops
 
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
     crops = main_crops(store, list(train.video_id), dict(zip(train.video_id, train.cache_key, strict=True)))
     margin = crop_margin(cache, train.config_hash.iloc[0]) if self_blend else None
     model = models.fit_cnn(crops, dict(zip(train.video_id, _y(train), strict=True)), dict(zip(train.video_id, train.leakage_group, strict=True)),
@@ -99,10 +99,10 @@ def fit_cnn(train: pd.DataFrame, seed: int, cache: str, self_blend: bool = False
 @functools.lru_cache(maxsize=4)
 def _crop_descriptors(cache: str, self_blended: bool = False) -> pd.DataFrame:
     """Cached descriptors of every stored main-face crop of the cache (or their self-blended copies), read once per run."""
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
     from features.store.training_data import crop_descriptors
 
-    videos = CacheStore(cache).read("videos", columns=["video_id", "cache_key", "config_hash", "status", "label"])
+    videos = DeltaCacheStore(cache).read("videos", columns=["video_id", "cache_key", "config_hash", "status", "label"])
     ok = videos[videos.status == "ok"]
     return crop_descriptors(ok[ok.label == "REAL"] if self_blended else ok, cache, blended=self_blended)
 
@@ -178,7 +178,7 @@ def extract(datasets: list[str], cache: str, detector: str) -> float:
 
 def feature_table(cache: str) -> pd.DataFrame:
     """Labelled videos with their features, computed here (with the crop descriptors) for any that lack current ones."""
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
     from features.store.training_data import (
         stale_descriptor_videos,
         stale_feature_videos,
@@ -187,7 +187,7 @@ def feature_table(cache: str) -> pd.DataFrame:
         write_features,
     )
 
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
     write_features(store, stale_feature_videos(store))
     write_descriptors(store, stale_descriptor_videos(store))
     table_ = video_table(store)

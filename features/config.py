@@ -15,7 +15,7 @@ from features.learn import registry
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
 RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
-                            "prefetch_frames", "decode_threads", "keep_labels"})
+                            "prefetch_frames", "decode_threads", "keep_labels", "compact"})
 
 
 class ExtractConfig(BaseModel):
@@ -31,6 +31,8 @@ class ExtractConfig(BaseModel):
     retry_failed: bool = Field(False, description="Redo videos whose cached status is 'failed'.")
     keep_labels: bool = Field(False, description="Keep the labels, splits and leakage groups already cached for these "
                                                  "videos whatever the listing says (what dfp score does).")
+    compact: bool = Field(False, description="After the run, compact the cache's tables and checkpoint their logs "
+                                             "(`dfp cache compact`; the scheduled deployment does).")
 
     detector: Literal["mtcnn", "haar"] = Field("mtcnn", description="Face detector run on keyframes.")
     device: str = Field("auto", description="TensorFlow device for MTCNN and the tf SSIM backend: auto, CPU:0, GPU:0.")

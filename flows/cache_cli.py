@@ -34,9 +34,9 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 
 def _open(url: str):
     """The cache's DeltaCacheStore; a usage error when it is missing, no cache or in the per-video layout."""
-    from features.store.rundir import check_delta_cache_dir
+    from features.store.rundir import check_cache_dir
 
-    check_delta_cache_dir(url)
+    check_cache_dir(url)
     from features.store.delta_cache import DeltaCacheStore, OldLayoutError
 
     try:

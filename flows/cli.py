@@ -157,6 +157,9 @@ def cmd_extract(datasets: DatasetsArg, /, **options) -> int:
         raise ValueError("--cache is required: where the cache goes (a local path or s3://...)")
     fail_on_error = bool(options.pop("fail_on_error"))
     config = _config_from(options, options.pop("config"), datasets=list(datasets))
+    from features.store.rundir import check_cache_layout
+
+    check_cache_layout(config.cache)
     check_inputs(config.datasets, "dataset")
     check_cluster(config.dask_address)
     summary = _run_extract(config)

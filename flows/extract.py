@@ -15,8 +15,9 @@ from prefect.artifacts import (
 )
 
 from features.config import ExtractConfig
-from features.store.cache import CacheStore
+from features.store.cache import is_storage_full
 from features.store.datasets import listing_warnings
+from features.store.delta_cache import DeltaCacheStore, compact
 from features.store.plan import VideoJob
 from flows.runtime import check_shared_storage, cluster_address, make_task_runner
 from tasks.extract import discover_videos, extract_video_task, plan_videos, record_lost_task, refresh_metadata
@@ -27,14 +28,14 @@ STATUSES = ("ok", "no_face", "failed")
 @flow(name="extract", validate_parameters=True)
 def extract_flow(config: ExtractConfig) -> dict:
     """Extract face tracks, crops and SSIM series of every new or changed video into the cache."""
-    with CacheStore(config.cache).run_lock("extract"):
+    with DeltaCacheStore(config.cache).run_lock("extract"):
         return _extract(config)
 
 
 def _extract(config: ExtractConfig) -> dict:
     logger = get_run_logger()
     started = time.perf_counter()
-    store = CacheStore(config.cache)
+    store = DeltaCacheStore(config.cache)
     store.remove_stale_tmp(older_than_s=0)  # under the run lock no other writer is mid-write
     store.write_config(config.output_settings(), config.config_hash)
     entries = discover_videos(config.datasets)
@@ -46,6 +47,10 @@ def _extract(config: ExtractConfig) -> dict:
     if plan.refresh or plan.restat:
         refresh_metadata(plan.refresh, config.cache, plan.restat)
     manifests = run_jobs(plan.todo, config)
+    if config.compact:
+        compacted = compact(store, lock=False)  # under this run's lock
+        logger.info("compacted: %s", ", ".join(f"{t} {c['files_before']} -> {c['files_after']} files"
+                                               for t, c in compacted.items()))
     summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config,
                         warnings=warnings)
     logger.info(summary["line"])
@@ -65,10 +70,10 @@ def nothing_to_do(config: ExtractConfig) -> dict | None:
     plan = plan_videos.fn(entries, config)
     if plan.todo or plan.refresh or plan.restat:
         return None
-    CacheStore(config.cache).write_config(config.output_settings(), config.config_hash)
+    DeltaCacheStore(config.cache).write_config(config.output_settings(), config.config_hash)
     summary = summarize([], len(entries), plan.counts(), time.perf_counter() - started, config,
                         warnings=listing_warnings(entries))
-    CacheStore(config.cache).write_run_record("extract", summary)
+    DeltaCacheStore(config.cache).write_run_record("extract", summary)
     return summary
 
 
@@ -85,8 +90,48 @@ def worker_per_core_settings(config: ExtractConfig) -> ExtractConfig:
     return config.model_copy(update=update)
 
 
+COMMIT_VIDEOS = 256  # a commit per this many extracted videos...
+COMMIT_SECONDS = 60.0  # ...or after this long, whichever comes first: the log grows with batches, not videos
+
+
+class BatchCommitter:
+    """Commits what the workers staged, in batches (one Delta commit per table per batch, the videos rows
+    last), so a killed flow loses at most one batch, which the next run redoes. A batch whose commit fails is
+    reported on each of its videos, as failed; its staged files are orphans that `dfp cache vacuum` removes."""
+
+    def __init__(self, store: DeltaCacheStore, videos: int = COMMIT_VIDEOS, seconds: float = COMMIT_SECONDS):
+        self.store, self.videos, self.seconds = store, videos, seconds
+        self.pending: list[tuple[dict, object]] = []
+        self.since = time.monotonic()
+        self.commits = 0
+        self.full = False  # a commit failed for lack of space: every later one would too
+
+    def add(self, manifest: dict) -> None:
+        """Take one manifest's staged write (the manifest keeps only its counts)."""
+        staged = manifest.pop("staged", None)
+        if staged is not None:
+            self.pending.append((manifest, staged))
+        if len(self.pending) >= self.videos or (self.pending and time.monotonic() - self.since >= self.seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.pending, self.since = self.pending, [], time.monotonic()
+        if not batch:
+            return
+        try:
+            self.store.commit([staged for _, staged in batch])
+            self.commits += 1
+        except Exception as exc:  # noqa: BLE001 - the batch is lost, not the run: its videos are redone next time
+            full = self.full = self.full or (isinstance(exc, OSError) and is_storage_full(exc))
+            for manifest, _ in batch:
+                manifest.update(status="failed", error=f"cache commit failed for {manifest['video_id']} (it is "
+                                f"extracted again by the next run): {type(exc).__name__}: {exc}",
+                                **({"storage_full": True} if full else {}))
+
+
 def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
-    """One Dask task per video, with a terminal progress bar and a Prefect progress artifact."""
+    """One Dask task per video, with a terminal progress bar and a Prefect progress artifact; the staged results
+    are committed in batches as they come in, and what is done is committed when the run stops early."""
     if not jobs:
         return []  # nothing to do: no cluster is started
     from distributed import as_completed
@@ -96,6 +141,7 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     artifact_id = create_progress_artifact(progress=0.0, key="extract-progress",
                                            description=f"Extracting {len(jobs)} videos")
     manifests: list[dict] = []
+    committer = BatchCommitter(DeltaCacheStore(config.cache))
     with make_task_runner(config.workers, config.dask_address) as runner:
         if cluster_address(config.dask_address):
             check_shared_storage(runner.client, [config.cache], read=config.datasets)
@@ -105,22 +151,26 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
             futures[future.wrapped_future.key] = (future, job)
         columns = (TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}"))
-        with Progress(*columns, transient=False) as bar:
-            progress = bar.add_task("", total=len(jobs))
-            for done in as_completed([f.wrapped_future for f, _ in futures.values()], loop=runner.client.loop):
-                future, job = futures[done.key]
-                try:
-                    manifest = future.result()
-                except Exception as exc:  # noqa: BLE001 - the task itself died (lost worker, storage down)
-                    manifest = record_lost_task(job, config, exc)
-                manifests.append(manifest)
-                bar.update(progress, advance=1, description=f"{manifest['status']:8s} {manifest['video_id']}")
-                if manifest.get("storage_full"):  # every later write would fail too: stop here
-                    for other, _ in futures.values():
-                        other.wrapped_future.cancel()
-                    break
-                if artifact_id is not None:
-                    update_progress_artifact(artifact_id, progress=100.0 * len(manifests) / len(jobs))
+        try:
+            with Progress(*columns, transient=False) as bar:
+                progress = bar.add_task("", total=len(jobs))
+                for done in as_completed([f.wrapped_future for f, _ in futures.values()], loop=runner.client.loop):
+                    future, job = futures[done.key]
+                    try:
+                        manifest = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the task itself died (lost worker, storage down)
+                        manifest = record_lost_task(job, config, exc)
+                    manifests.append(manifest)
+                    committer.add(manifest)
+                    bar.update(progress, advance=1, description=f"{manifest['status']:8s} {manifest['video_id']}")
+                    if manifest.get("storage_full") or committer.full:  # every later write would fail too: stop
+                        for other, _ in futures.values():
+                            other.wrapped_future.cancel()
+                        break
+                    if artifact_id is not None:
+                        update_progress_artifact(artifact_id, progress=100.0 * len(manifests) / len(jobs))
+        finally:
+            committer.flush()  # also when interrupted: what the workers finished is kept
     return manifests
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import ExtractConfig
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.video.crops import crop_square
 from features.video.decode import iter_frames, open_video, probe
 from features.video.extract import FRAME_TRACK_ID, extract_video
@@ -32,7 +32,7 @@ def cached_rows(cache: str | None, path: Path) -> tuple[dict | None, pd.DataFram
     """The video's committed rows in the cache, found by its absolute path."""
     if not cache:
         return None, pd.DataFrame(), pd.DataFrame()
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
     videos = store.read("videos")
     match = videos[(videos.path == str(path)) & (videos.status != "failed")]
     if match.empty:

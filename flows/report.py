@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.visuals.report import build_report
 
 
 def write_report(cache: str, out: str, run: str | None = None, sample: int = 24) -> str:
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
     videos = store.read("videos")
     if videos.empty:
         raise ValueError(f"report failed for {cache}: the cache has no videos")

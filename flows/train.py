@@ -30,6 +30,7 @@ from features.learn.ood import OOD_FILE, OodGuard
 from features.learn.training import ood_scores
 from features.learn.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.store.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
 from features.store.training_data import (
     other_extraction_code,
@@ -44,11 +45,12 @@ from flows.runtime import check_shared_storage, cluster_address, make_task_runne
 from tasks.train import compute_descriptors, compute_features, fit_final, fit_fold
 
 TRAINING_VIDEOS = "training_videos.csv"
+COMMIT_VIDEOS = 256  # videos' staged features or descriptors per commit
 FEATURE_BATCH = 32
 DESCRIPTOR_BATCH = 8
 
 
-def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
+def update_features(store: DeltaCacheStore, runner, kind: str | None = None) -> int:
     """Compute the per-video features of every cached video that lacks current ones, and for a crop model `kind`
     the crop descriptors too, in batches on the task runner; returns how many partitions were written."""
     work = [(compute_features, stale_feature_videos(store), "feature computation", FEATURE_BATCH)]
@@ -62,11 +64,16 @@ def update_features(store: CacheStore, runner, kind: str | None = None) -> int:
         with store.run_lock(what):
             batches = [stale[i:i + size] for i in range(0, len(stale), size)]
             futures = [runner.submit(compute, parameters={"cache": store.url, "videos": b}) for b in batches]
+            staged = []
             with console.progress(what, len(stale)) as advance:
                 for future, batch in zip(futures, batches, strict=True):
-                    written += future.result()
+                    staged += future.result()
+                    if len(staged) >= COMMIT_VIDEOS:  # one commit per table per batch of videos, not per task
+                        written += store.commit(staged, operation=what)
+                        staged = []
                     for _ in batch:
                         advance()
+            written += store.commit(staged, operation=what)
     return written
 
 
@@ -113,14 +120,14 @@ def check_extraction_code(store: CacheStore, cache: str) -> None:
 def train_flow(config: TrainConfig) -> dict:
     """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
     prepare_run_dir(config.out, config.overwrite)  # first: a refused --out must cost nothing
-    check_extraction_code(CacheStore(config.cache), config.cache)
+    check_extraction_code(DeltaCacheStore(config.cache), config.cache)
     with staged_dir(config.out) as run:
         return _train(config, run)
 
 
 def _train(config: TrainConfig, run: Path) -> dict:
     logger = get_run_logger()
-    store = CacheStore(config.cache)
+    store = DeltaCacheStore(config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
         if cluster_address(config.dask_address):
             check_shared_storage(runner.client, [config.cache, config.out])
@@ -316,7 +323,7 @@ def score_table(card: dict, model, table: pd.DataFrame, cache: str, guard: OodGu
     table["p_fake"] = table["p_model"] = table["ood_distance"] = np.nan
     table["ood"] = False
     rows = table.index[table.status == "ok"]
-    store, reads = CacheStore(cache), registry.get(card["model"]).reads
+    store, reads = DeltaCacheStore(cache), registry.get(card["model"]).reads
     prior = card.get("training_data", {}).get("fake_rate", 0.5)
     chunks = [rows[i:i + SCORE_CHUNK] for i in range(0, len(rows), SCORE_CHUNK)]
     with console.progress(f"scoring {len(rows)} videos", len(chunks)) as advance:
@@ -363,7 +370,7 @@ def evaluate_flow(config: EvaluateConfig) -> dict:
     """Score a trained run on another labelled cache and write its metrics beside the run."""
     card, model = load_run(config.run)
     guard = load_guard(config.run, card)
-    store = CacheStore(config.cache)
+    store = DeltaCacheStore(config.cache)
     check_extraction_code(store, config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
         update_features(store, runner, card["model"])
@@ -451,7 +458,7 @@ def score_flow(config: ScoreConfig) -> dict:
     extract_config = ExtractConfig(**settings, datasets=config.videos, cache=cache, workers=config.workers,
                                    dask_address=config.dask_address, keep_labels=True)
     extract_flow(extract_config)
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
         update_features(store, runner, card["model"])
     from features.store.datasets import discover

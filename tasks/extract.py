@@ -15,7 +15,6 @@ from prefect.cache_policies import NO_CACHE
 from features import FEATURE_CODE_VERSION
 from features.config import ExtractConfig
 from features.store.cache import (
-    CacheStore,
     cache_key,
     file_stat,
     fingerprint_file,
@@ -23,6 +22,7 @@ from features.store.cache import (
     reusable_fingerprint,
 )
 from features.store.datasets import VideoEntry, discover
+from features.store.delta_cache import DeltaCacheStore
 from features.store.plan import (
     LOST_TASK_STEP,
     METADATA_COLUMNS,
@@ -48,7 +48,7 @@ def plan_videos(entries: list[VideoEntry], config: ExtractConfig) -> ExtractionP
     """Fingerprint every new or changed video and compare with the cache: what to extract, skip or refresh.
 
     A file whose stat matches its videos row is not opened (cache.file_stat): a no-op rerun reads no video."""
-    store = CacheStore(config.cache)
+    store = DeltaCacheStore(config.cache)
     cached = store.read("videos", columns=["video_id", "cache_key", "status", "error_step", "fingerprint", "file_stat",
                                            *METADATA_COLUMNS])
     rows = cached_rows(cached)
@@ -101,15 +101,17 @@ def _fingerprint(path: str, stat: str) -> str | None:
 @task(name="refresh-metadata", cache_policy=NO_CACHE, persist_result=False)
 def refresh_metadata(entries: list[VideoEntry], cache: str, restat: dict[str, str] | None = None) -> int:
     """Rewrite the videos rows of cached videos whose labels, splits or groups changed, or whose file stat did
-    (`restat`: video_id -> stat); no decoding."""
-    store = CacheStore(cache)
+    (`restat`: video_id -> stat), in one commit; no decoding."""
+    store = DeltaCacheStore(cache)
     restat = restat or {}
     by_id = {e.video_id: e.metadata() for e in entries}
-    for video_id in dict.fromkeys([*by_id, *restat]):
-        row = store.read_video_row(video_id)
-        if row is not None:
-            stat = {"file_stat": restat[video_id]} if video_id in restat else {}
-            store.write_table("videos", video_id, [{**row, **by_id.get(video_id, {}), **stat}])
+    wanted = list(dict.fromkeys([*by_id, *restat]))
+    rows = {}
+    for row in store.read_video_rows(wanted):
+        vid = row["video_id"]
+        stat = {"file_stat": restat[vid]} if vid in restat else {}
+        rows[vid] = [{**row, **by_id.get(vid, {}), **stat}]
+    store.write_tables("videos", rows)
     return len(entries)
 
 
@@ -174,20 +176,21 @@ def run_extraction(job: VideoJob, config: ExtractConfig) -> VideoResult:
     persist_result=False,
 )
 def extract_video_task(job: VideoJob, config: ExtractConfig) -> dict:
-    """Extract one video and write its three partitions; returns a small manifest, never frames."""
+    """Extract one video and stage its faces and ssim data files in the cache (invisible until the flow commits
+    them); returns a small manifest, never frames: counts, and the staged write the flow commits."""
     started = time.perf_counter()
     result = run_extraction(job, config)
     row = video_row(job, config, result, total_s=time.perf_counter() - started)
     # Storage errors are not the video's fault: they raise, and Prefect retries the task; but a full disk stays
     # full, so it is reported at once (no retry) and the flow stops submitting videos.
     try:
-        CacheStore(config.cache).write_video(row, result.faces, result.ssim)
+        staged = DeltaCacheStore(config.cache).stage_video(row, result.faces, result.ssim)
     except OSError as exc:
         if not is_storage_full(exc):
             raise
         return {**manifest(row, seconds=time.perf_counter() - started), "status": "failed", "storage_full": True,
                 "error": f"cache write failed for {job.entry.video_id}: {config.cache} is out of space: {exc}"}
-    return manifest(row, seconds=time.perf_counter() - started)
+    return {**manifest(row, seconds=time.perf_counter() - started), "staged": staged}
 
 
 def video_row(job: VideoJob, config: ExtractConfig, result: VideoResult, total_s: float | None = None) -> dict:
@@ -223,7 +226,7 @@ def record_lost_task(job: VideoJob, config: ExtractConfig, exc: BaseException) -
     message = f"extract failed for {job.entry.video_id}: task did not finish: {type(exc).__name__}: {exc}"
     row = video_row(job, config, VideoResult.failed(message, step=LOST_TASK_STEP))
     try:
-        CacheStore(config.cache).write_video(row, [], [])
+        DeltaCacheStore(config.cache).write_video(row, [], [])
     except Exception as write_exc:  # noqa: BLE001 - the cache itself is unreachable: report, do not crash
         row["error"] = f"{message}; and the failure could not be recorded: {write_exc}"
     return manifest(row, seconds=None)

@@ -11,9 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from features.learn import training
 from features.learn.registry import get
 from features.learn.training_set import TrainingSet
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore, StagedWrite
 from features.store.rundir import join, staged_dir
-from features.store.training_data import write_descriptors, write_features
+from features.store.training_data import descriptors_by_video, feature_rows
 
 
 def worker_address() -> str | None:
@@ -27,15 +27,19 @@ def worker_address() -> str | None:
 
 
 @task(name="compute-features", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def compute_features(cache: str, videos: list[dict]) -> int:
-    """Compute and write the features partition of each given video (no video is decoded)."""
-    return write_features(CacheStore(cache), videos)
+def compute_features(cache: str, videos: list[dict]) -> list[StagedWrite]:
+    """Compute the features rows of the given videos (no video is decoded) and stage them in one data file; the
+    flow commits what the tasks staged."""
+    store = DeltaCacheStore(cache)
+    return store.stage_rows("features", feature_rows(store, videos))
 
 
 @task(name="compute-descriptors", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def compute_descriptors(cache: str, videos: list[dict]) -> int:
-    """Compute and write the crop-descriptor partition of each given video (from its stored crops)."""
-    return write_descriptors(CacheStore(cache), videos)
+def compute_descriptors(cache: str, videos: list[dict]) -> list[StagedWrite]:
+    """Compute the crop-descriptor rows of the given videos (from their stored crops) and stage them in one data
+    file; the flow commits what the tasks staged."""
+    store = DeltaCacheStore(cache)
+    return store.stage_rows("descriptors", descriptors_by_video(store, videos))
 
 
 @task(name="fit-fold", cache_policy=NO_CACHE, persist_result=False)

@@ -257,6 +257,12 @@ class CacheStore:
         pq.write_table(to_table(table, rows), buf, compression="zstd", **_WRITE_OPTIONS.get(table, {}))
         self._put(self.partition(table, video_id), buf.getvalue())
 
+    def write_tables(self, table: str, rows_by_video: dict[str, list[dict]]) -> int:
+        """write_table for many videos; returns how many."""
+        for video_id, rows in rows_by_video.items():
+            self.write_table(table, video_id, rows)
+        return len(rows_by_video)
+
     def write_video(self, video_row: dict, faces: list[dict], ssim: list[dict]) -> None:
         """Replace one video's partitions; the videos row goes last and commits the other two."""
         started = time.perf_counter()
@@ -297,6 +303,18 @@ class CacheStore:
             return empty if columns is None else empty[columns]
         with self.fs.open(path, "rb") as fh:
             return _unpacked(table, pq.read_table(fh, columns=columns, schema=SCHEMAS[table]))
+
+    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+        """read_partition for many videos at once, their rows in one DataFrame (one file per video here)."""
+        parts = [self.read_partition(table, vid, columns=columns) for vid in video_ids]
+        if parts:
+            return pd.concat(parts, ignore_index=True)
+        empty = _unpacked(table, SCHEMAS[table].empty_table())
+        return empty if columns is None else empty[columns]
+
+    def read_video_rows(self, video_ids: list[str]) -> list[dict]:
+        """The videos rows of the given videos (those that have one)."""
+        return [row for vid in video_ids if (row := self.read_video_row(vid)) is not None]
 
     def read_video_row(self, video_id: str) -> dict | None:
         path = self.partition("videos", video_id)

@@ -34,6 +34,7 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from features.learn.descriptors import table_names
 from features.store.cache import DESCRIPTOR_COLUMNS, SCHEMAS, TABLES, CacheStore, _unpacked, to_table
+from features.store.rundir import per_video_refused
 
 WRITE_ID = "write_id"
 # The tables a videos row commits, in commit order: the videos rows go last, they are the commit record.
@@ -70,7 +71,7 @@ def delta_schema(table: str) -> pa.Schema:
     return pa.schema([*fields[:2], pa.field(WRITE_ID, pa.string()), *fields[2:]])
 
 
-class OldLayoutError(RuntimeError):
+class OldLayoutError(ValueError):
     """The cache holds the per-video Parquet layout, not Delta tables."""
 
 
@@ -184,10 +185,7 @@ class DeltaCacheStore(CacheStore):
         except FileNotFoundError:
             return
         if any(name.endswith(".parquet") and not name.rsplit("/", 1)[-1].startswith(_OURS) for name in names):
-            raise OldLayoutError(
-                f"{self.url} holds a cache in the per-video layout (one Parquet file per video in {table}/), not "
-                f"Delta tables; convert it with `dfp cache migrate {self.url}` "
-                "(features.store.delta_cache.migrate), or read it with features.store.cache.CacheStore")
+            raise OldLayoutError(per_video_refused(self.url))
 
     def delta(self, table: str, create: bool = False) -> DeltaTable | None:
         """The table at its latest version (None when it does not exist and `create` is not set)."""
@@ -447,6 +445,31 @@ class DeltaCacheStore(CacheStore):
         if write_id is None:
             return _unpacked(table, delta_schema(table).empty_table().select(read_cols))
         return _unpacked(table, self._lookup(table, read_cols, {"video_id": video_id, WRITE_ID: write_id}))
+
+    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+        """read_partition for many videos in one scan of the table: files and row groups are skipped by the
+        statistics of the write ids their videos rows point at, so no loop over videos touches storage."""
+        if columns is not None and table == "descriptors":
+            raise ValueError("read_videos: the descriptors table is read whole (its values are one packed column)")
+        wanted = list(columns or (DESCRIPTOR_COLUMNS if table == "descriptors" else SCHEMAS[table].names))
+        ids = pa.array(list(dict.fromkeys(video_ids)), pa.string())
+        if table == "videos":
+            return self._scan("videos", wanted, ds.field("video_id").isin(ids)).to_pandas()[wanted]
+        pointers = self._pointers()
+        pointers = pointers.filter(pc.is_in(pointers.column("video_id"), value_set=ids))
+        write_ids = pointers.column(POINTERS[table]).drop_null()
+        read_cols = list(dict.fromkeys([*wanted, "video_id", "cache_key", WRITE_ID]))
+        if table == "descriptors":
+            packed = set(table_names())
+            read_cols = [c for c in read_cols if c not in packed] + ["values"]
+        arrow = self._scan(table, read_cols, ds.field(WRITE_ID).isin(write_ids)) if len(write_ids) else \
+            delta_schema(table).empty_table().select(read_cols)
+        return _unpacked(table, self._current(table, arrow, pointers, committed=False), wanted)[wanted]
+
+    def read_video_rows(self, video_ids: list[str]) -> list[dict]:
+        """The videos rows of the given videos (those that have one), as Python values, in one scan."""
+        ids = pa.array(list(dict.fromkeys(video_ids)), pa.string())
+        return self._scan("videos", SCHEMAS["videos"].names, ds.field("video_id").isin(ids)).to_pylist()
 
     def read_video_row(self, video_id: str) -> dict | None:
         rows = self._lookup("videos", SCHEMAS["videos"].names, {"video_id": video_id}).to_pylist()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,8 +124,13 @@ def check_run_dir(url: str) -> dict:
 
 
 def check_cache_dir(url: str) -> None:
-    """Refuse a local cache folder that does not exist or holds no videos table, before anything heavy starts
-    (an object-store URL is left to the cache itself)."""
+    """Refuse a local cache folder that does not exist, holds no videos table, or is in the per-video layout of
+    earlier versions, before anything heavy starts (an object-store URL is left to the cache itself)."""
+    _check_is_cache(url)
+    check_cache_layout(url)
+
+
+def _check_is_cache(url: str) -> None:
     if _is_remote(url):
         return
     path = Path(url)
@@ -133,26 +139,31 @@ def check_cache_dir(url: str) -> None:
     if not path.is_dir() or not (path / "videos").is_dir():
         raise ValueError(f"{url} is not a cache written by `dfp extract` (it has no videos table): write one with "
                          f"`dfp extract DATASET --cache {url}`")
-    if (path / "videos" / "_delta_log").is_dir():
-        raise ValueError(delta_cache_refused(url))
+
+
+def check_cache_layout(url: str) -> None:
+    """Refuse, cheaply, a local cache in the per-video layout (one Parquet file per video and table, before the
+    Delta tables): a new or missing folder, or one in Delta tables, passes."""
+    videos = Path(url) / "videos"
+    if _is_remote(url) or not videos.is_dir() or (videos / "_delta_log").is_dir():
+        return
+    with os.scandir(videos) as names:
+        if any(entry.name.endswith(".parquet") and not entry.name.startswith(".") for entry in names):
+            raise ValueError(per_video_refused(url))
+
+
+def per_video_refused(url: str) -> str:
+    """Why a cache in the per-video layout is refused, and the one command that converts it."""
+    return (f"{url} holds a cache in the per-video layout of earlier versions (one Parquet file per video), and "
+            f"this version keeps its cache in Delta Lake tables: convert it once with `dfp cache migrate {url}` "
+            "(in place; `--to URL` keeps the original)")
 
 
 def delta_cache_refused(url: str) -> str:
-    """Why the flows refuse a cache already converted to Delta tables: they read and write the per-video layout."""
-    return (f"{url} holds Delta Lake tables (`dfp cache migrate`), and dfp extract, train, evaluate and score of this "
-            "version read and write only the per-video layout: use the cache it was migrated from (`dfp cache "
-            "migrate CACHE --to URL` keeps it)")
-
-
-def check_delta_cache_dir(url: str) -> None:
-    """Refuse a local folder that is not a cache in Delta tables (features.store.delta_cache), cheaply: a missing
-    one, one that is no cache, one in the per-video layout (an object-store URL is left to the store itself)."""
-    if _is_remote(url) or (Path(url) / "videos" / "_delta_log").is_dir():
-        return
-    check_cache_dir(url)
-    if not _is_remote(url) and not (Path(url) / "videos" / "_delta_log").is_dir():
-        raise ValueError(f"{url} holds a cache in the per-video layout (one Parquet file per video), not Delta "
-                         f"tables: convert it with `dfp cache migrate {url}`")
+    """Why the per-video store (features.store.cache.CacheStore, kept to read caches of earlier versions) refuses
+    a cache in Delta tables."""
+    return (f"{url} holds Delta Lake tables: read it with features.store.delta_cache.DeltaCacheStore "
+            "(features.store.cache.CacheStore reads only the per-video layout of earlier versions)")
 
 
 def check_per_video_cache_dir(url: str) -> None:
@@ -162,7 +173,7 @@ def check_per_video_cache_dir(url: str) -> None:
         return  # an interrupted in-place migration: rerunning it finishes it
     if (Path(url) / "videos" / "_delta_log").is_dir():
         raise ValueError(f"{url} already holds Delta tables: nothing to migrate (`dfp cache info {url}` shows them)")
-    check_cache_dir(url)
+    _check_is_cache(url)
 
 
 def _read_json(path: Path) -> dict:

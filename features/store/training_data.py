@@ -18,6 +18,7 @@ from features.learn import descriptors
 from features.learn.training_set import TrainingSet
 from features.learn.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
 from features.store.cache import FACES_SCHEMA, CacheStore
+from features.store.delta_cache import DeltaCacheStore
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "fingerprint", "config_hash", "label", "leakage_group", "dataset", "method",
                  "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
@@ -32,7 +33,7 @@ DEFAULT_CROP_MARGIN = 0.3  # an extraction whose settings were not recorded used
 def crop_margin(cache: str, config_hash: str) -> float:
     """The crop margin an extraction (by config hash) stored its crops with."""
     try:
-        return float(CacheStore(cache).read_config(config_hash)["crop_margin"])
+        return float(DeltaCacheStore(cache).read_config(config_hash)["crop_margin"])
     except (FileNotFoundError, KeyError):
         return DEFAULT_CROP_MARGIN
 
@@ -65,13 +66,14 @@ def feature_row(store: CacheStore, video: dict) -> dict:
     return {"video_id": video["video_id"], "cache_key": key, "features_version": FEATURES_VERSION, **values}
 
 
+def feature_rows(store: CacheStore, videos: Iterable[dict]) -> dict[str, list[dict]]:
+    """The features row of each given video, by video id."""
+    return {video["video_id"]: [feature_row(store, video)] for video in videos}
+
+
 def write_features(store: CacheStore, videos: Iterable[dict]) -> int:
-    """Compute and write the features partition of each given video; returns how many."""
-    written = 0
-    for video in videos:
-        store.write_table("features", video["video_id"], [feature_row(store, video)])
-        written += 1
-    return written
+    """Compute and write the features rows of the given videos, as one write; returns how many."""
+    return store.write_tables("features", feature_rows(store, videos))
 
 
 def stale_feature_videos(store: CacheStore) -> list[dict]:
@@ -89,13 +91,12 @@ def stale_feature_videos(store: CacheStore) -> list[dict]:
 def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str],
                column: str = "crop_jpeg") -> pd.DataFrame:
     """Stored crops of each video's main face track: the JPEG ones (crop_jpeg), or the lossless native-scale ones
-    (crop_lossless) the descriptors are computed from."""
-    parts = []
-    for vid in video_ids:
-        faces = store.read_partition("faces", vid, columns=["video_id", "cache_key", "frame_index", "is_main", column])
-        faces = faces[(faces.cache_key == keys[vid]) & faces.is_main & faces[column].notna()]
-        parts.append(faces[["video_id", "frame_index", column]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["video_id", "frame_index", column])
+    (crop_lossless) the descriptors are computed from; one read of the faces table, videos in the given order."""
+    faces = store.read_videos("faces", video_ids, columns=["video_id", "cache_key", "frame_index", "is_main", column])
+    faces = faces[(faces.cache_key == faces.video_id.map(keys)) & faces.is_main.astype(bool) & faces[column].notna()]
+    order = {vid: i for i, vid in enumerate(video_ids)}
+    faces = faces.sort_values("video_id", key=lambda ids: ids.map(order), kind="stable")
+    return faces[["video_id", "frame_index", column]].reset_index(drop=True)
 
 
 def descriptor_frame(store: CacheStore, video: dict) -> pd.DataFrame:
@@ -120,14 +121,14 @@ def descriptor_rows(store: CacheStore, video: dict) -> list[dict]:
             for frame_index, blended, row in zip(frame.frame_index, frame.blended, values, strict=True)]
 
 
+def descriptors_by_video(store: CacheStore, videos: Iterable[dict]) -> dict[str, list[dict]]:
+    """The crop-descriptor rows of each given video (from its stored crops), by video id."""
+    return {video["video_id"]: descriptor_rows(store, video) for video in videos}
+
+
 def write_descriptors(store: CacheStore, videos: Iterable[dict]) -> int:
-    """Compute and write the crop-descriptor partition of each given video (from its stored crops); returns how
-    many."""
-    written = 0
-    for video in videos:
-        store.write_table("descriptors", video["video_id"], descriptor_rows(store, video))
-        written += 1
-    return written
+    """Compute and write the crop-descriptor rows of the given videos, as one write; returns how many."""
+    return store.write_tables("descriptors", descriptors_by_video(store, videos))
 
 
 def stale_descriptor_videos(store: CacheStore) -> list[dict]:
@@ -165,10 +166,13 @@ def descriptor_tables(store: CacheStore, table: pd.DataFrame,
     computed here (not written)."""
     columns = ["video_id", "frame_index", *descriptors.table_names()]
     blended_of = set(blended_of)
+    videos = table.to_dict("records")
+    stored = store.read_videos("descriptors", [video["video_id"] for video in videos])
+    by_video = dict(tuple(stored.groupby("video_id", sort=False))) if len(stored) else {}
     plain, blended = [], []
-    for video in table.to_dict("records"):
+    for video in videos:
         wants_blends = video["video_id"] in blended_of
-        part = store.read_partition("descriptors", video["video_id"])
+        part = by_video.get(video["video_id"], stored.iloc[:0])
         part = part[(part.cache_key == video["cache_key"]) & (part.descriptors_version == descriptors.DESCRIPTORS_VERSION)]
         if part.empty or (wants_blends and not part.blended.any()):
             part = descriptor_frame(store, {**video, "label": "REAL" if wants_blends else None})
@@ -183,7 +187,7 @@ def descriptor_tables(store: CacheStore, table: pd.DataFrame,
 def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> pd.DataFrame:
     """Per-crop descriptors of the main-face crops of the table's videos (their self-blended copies with
     `blended`), read from the cache; a video without current cached ones is computed here (not written)."""
-    plain, blends = descriptor_tables(CacheStore(cache), table, blended_of=table.video_id if blended else ())
+    plain, blends = descriptor_tables(DeltaCacheStore(cache), table, blended_of=table.video_id if blended else ())
     return blends if blended else plain
 
 

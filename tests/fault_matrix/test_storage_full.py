@@ -8,7 +8,8 @@ import os
 import pytest
 
 from features.config import ExtractConfig
-from features.store.cache import CacheStore, is_storage_full
+from features.store.cache import is_storage_full
+from features.store.delta_cache import DeltaCacheStore
 from features.store.datasets import VideoEntry
 from features.store.plan import VideoJob
 from flows.cli import extract_exit_code
@@ -20,16 +21,18 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_full_disk_leaves_no_temporary_file_and_keeps_the_old_partition(tmp_path, monkeypatch):
-    store = CacheStore(str(tmp_path / "cache"))
-    store.write_table("videos", "ds/a", [{"video_id": "ds/a", "cache_key": "old"}])
+def test_a_full_disk_leaves_no_temporary_file_and_keeps_the_old_rows(tmp_path, monkeypatch):
+    store = DeltaCacheStore(str(tmp_path / "cache"))
+    store.write_video({"video_id": "ds/a", "cache_key": "old"}, [{"track_id": 0, "frame_index": 0}], [])
+    before = sorted(os.listdir(store.table_dir("faces")))
     monkeypatch.setattr(os, "fsync", _full_disk)
     with pytest.raises(OSError) as caught:
-        store.write_table("videos", "ds/a", [{"video_id": "ds/a", "cache_key": "new"}])
+        store.stage_video({"video_id": "ds/a", "cache_key": "new"}, [{"track_id": 0, "frame_index": 5}], [])
     assert is_storage_full(caught.value)
-    assert [n for n in os.listdir(store.table_dir("videos")) if n.startswith(".tmp-")] == []
+    assert sorted(os.listdir(store.table_dir("faces"))) == before  # no temporary file, no part of a data file
     monkeypatch.undo()
     assert store.read_video_row("ds/a")["cache_key"] == "old"
+    assert store.read("faces").frame_index.tolist() == [0]
 
 
 def test_the_extract_task_reports_a_full_disk_without_raising(tmp_path, monkeypatch):
@@ -39,7 +42,7 @@ def test_the_extract_task_reports_a_full_disk_without_raising(tmp_path, monkeypa
                        relpath="missing.mp4")
     job = VideoJob(entry, fingerprint=None, cache_key="k", reason="new")
     config = ExtractConfig(datasets=[str(tmp_path)], cache=str(tmp_path / "cache"))
-    monkeypatch.setattr(CacheStore, "write_video", _full_disk)
+    monkeypatch.setattr(DeltaCacheStore, "stage_video", _full_disk)
     manifest = extract_video_task.fn(job, config)
     assert manifest["storage_full"] and manifest["status"] == "failed"
     assert manifest["error"].startswith(f"cache write failed for ds/missing: {config.cache} is out of space")
@@ -53,7 +56,7 @@ def test_other_storage_errors_still_raise_so_prefect_retries(tmp_path, monkeypat
     def unreachable(*args, **kwargs):
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(CacheStore, "write_video", unreachable)
+    monkeypatch.setattr(DeltaCacheStore, "stage_video", unreachable)
     with pytest.raises(OSError, match="I/O error"):
         extract_video_task.fn(VideoJob(entry, None, "k", "new"), config)
 
@@ -93,7 +96,7 @@ def test_a_full_disk_stops_the_flow_after_the_first_video_and_leaves_no_temporar
         calls.append(args[1] if len(args) > 1 else None)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(CacheStore, "write_video", full_disk)
+    monkeypatch.setattr(DeltaCacheStore, "stage_video", full_disk)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         summary = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=str(cache), detector="haar",
                                              dask_address=cluster.scheduler_address, max_frames=10))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.learn.descriptors import descriptor_table, table_names
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.store.training_data import (
     crop_descriptors,
     other_extraction_code,
@@ -18,7 +18,7 @@ from features.video.crops import encode_jpeg, encode_lossless
 from tests.conftest import face_scene
 
 
-def _write_video(store: CacheStore, vid: str, label: str, key: str, frames=(0, 10, 20)) -> dict:
+def _write_video(store: DeltaCacheStore, vid: str, label: str, key: str, frames=(0, 10, 20)) -> dict:
     row = {"video_id": vid, "cache_key": key, "config_hash": "nohash", "label": label, "status": "ok",
            "leakage_group": vid, "crops_stored": len(frames)}
     def crop(i, side):
@@ -33,7 +33,7 @@ def _write_video(store: CacheStore, vid: str, label: str, key: str, frames=(0, 1
 
 
 def _cache(tmp_path):
-    store = CacheStore(str(tmp_path / "cache"))
+    store = DeltaCacheStore(str(tmp_path / "cache"))
     videos = [_write_video(store, "real", "REAL", "k1"), _write_video(store, "fake", "FAKE", "k2"),
               _write_video(store, "faceless", "FAKE", "k3", frames=())]
     return store, pd.DataFrame(videos)
@@ -81,7 +81,7 @@ def test_a_video_without_cached_descriptors_is_computed_on_read_and_not_written(
 
 
 def test_videos_extracted_by_other_code_are_found(tmp_path):
-    store = CacheStore(str(tmp_path / "cache"))
+    store = DeltaCacheStore(str(tmp_path / "cache"))
     for vid, status, version in (("new", "ok", "5"), ("old", "ok", "4"), ("unknown", "ok", None),
                                  ("broken", "failed", "4")):
         store.write_video({"video_id": vid, "cache_key": vid, "status": status, "path": f"/data/{vid}.mp4",
@@ -91,16 +91,19 @@ def test_videos_extracted_by_other_code_are_found(tmp_path):
     assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
 
 
-def test_the_training_set_reads_each_descriptor_partition_once_and_hands_out_fold_views(tmp_path, monkeypatch):
+def test_the_training_set_reads_the_descriptor_table_once_and_hands_out_fold_views(tmp_path, monkeypatch):
     store, videos = _cache(tmp_path)
     write_descriptors(store, stale_descriptor_videos(store))
     reads = []
-    read_partition = CacheStore.read_partition
-    monkeypatch.setattr(CacheStore, "read_partition",
-                        lambda self, table, vid, **kw: reads.append((table, vid)) or read_partition(self, table, vid, **kw))
+    read_videos, read_partition = DeltaCacheStore.read_videos, DeltaCacheStore.read_partition
+    monkeypatch.setattr(DeltaCacheStore, "read_videos",
+                        lambda self, table, ids, **kw: reads.append((table, *ids)) or read_videos(self, table, ids, **kw))
+    monkeypatch.setattr(DeltaCacheStore, "read_partition",
+                        lambda self, table, vid, **kw: reads.append(("partition", table)) or read_partition(self, table, vid, **kw))
     data = training_set(store, videos, {"descriptors", "features"})
-    assert sorted(reads) == [("descriptors", "faceless"), ("descriptors", "fake"), ("descriptors", "real"),
-                             ("faces", "faceless")]  # no cached descriptors: its (no) crops are looked at
+    # One scan of the descriptors table for all three videos; the faceless video has no cached descriptors, so
+    # its (no) crops are looked at; no per-video partition read.
+    assert reads == [("descriptors", "real", "fake", "faceless"), ("faces", "faceless")]
     assert data.descriptors.groupby("video_id").size().to_dict() == {"fake": 3, "real": 3}
     assert data.blended.groupby("video_id").size().to_dict() == {"real": 3}  # self-blends of the REAL video only
     assert data.crops is None

@@ -8,10 +8,20 @@ import pandas as pd
 import pytest
 
 from features.config import ExtractConfig
+from features.store.delta_cache import DeltaCacheStore, history
 from flows.extract import extract_flow
 from tests.conftest import count_opens
 
 pytestmark = pytest.mark.slow
+
+
+def _read(cache, table: str) -> pd.DataFrame:
+    return DeltaCacheStore(str(cache)).read(table)
+
+
+def _versions(cache) -> dict[str, int]:
+    store = DeltaCacheStore(str(cache))
+    return {table: store.delta(table).version() for table in ("videos", "faces", "ssim")}
 
 
 @pytest.fixture()
@@ -38,7 +48,7 @@ def test_flow_writes_all_tables_and_every_bad_video_gets_a_failed_row(prefect_ha
     cache = tmp_path / "cache"
     summary = extract_flow(ExtractConfig(datasets=[str(root)], cache=str(cache), workers=2))
 
-    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    videos = _read(cache, "videos").set_index("video_id")
     assert len(videos) == len(good) + 6
     bad = videos.loc[[f"dfdc-demo/{n}" for n in ("zero", "notvideo", "trunc", "gone", "../outside.mp4")]]
     assert (bad.status == "failed").all()
@@ -56,10 +66,10 @@ def test_flow_writes_all_tables_and_every_bad_video_gets_a_failed_row(prefect_ha
     assert (ok.frames_decoded == 30).all()
     assert ok.leakage_group.nunique() == len(good) // 2  # each fake shares its original's group
 
-    ssim = pd.read_parquet(cache / "ssim")
+    ssim = _read(cache, "ssim")
     frame_series = ssim[ssim.track_id == -1].groupby("video_id").size()
     assert (frame_series.loc[ok.index] == 29).all()
-    faces = pd.read_parquet(cache / "faces")
+    faces = _read(cache, "faces")
     assert set(faces.video_id) == set(ok.index[ok.status == "ok"])
     assert faces.groupby("video_id").crop_jpeg.count().min() == 30  # crops_per_video=32 > 30 frames: all kept
     assert not set(faces.video_id) & set(bad.index)
@@ -69,6 +79,10 @@ def test_flow_writes_all_tables_and_every_bad_video_gets_a_failed_row(prefect_ha
     assert summary["skipped"] == 0
     assert videos.worker.nunique() == 2  # spread over both Dask workers
     assert len(os.listdir(cache / "runs")) == 1
+    # The workers staged their files and the flow committed them as one batch: one append per data table, one
+    # merge of the 14 videos rows (after each table's creation).
+    assert [h["operation"] for h in history(str(cache), "videos")] == ["MERGE", "CREATE TABLE"]
+    assert [h["operation"] for h in history(str(cache), "faces")] == ["WRITE", "CREATE TABLE"]
 
 
 def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_harness, demo_dir, tmp_path,
@@ -78,30 +92,32 @@ def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_ha
     config = ExtractConfig(datasets=[str(root)], cache=str(cache), workers=2, detector="haar")
     first = extract_flow(config)
     assert first["extracted"] == 8
-    stamps = {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()}
+    versions = _versions(cache)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (cache / "videos").rglob("*")}
 
     opened = count_opens(monkeypatch, root)
     again = extract_flow(config)
     assert (again["extracted"], again["skipped"]) == (0, 8)
     assert opened == []  # stat-first: the no-op rerun read no byte of any video
     monkeypatch.undo()
-    assert {p.name: p.stat().st_mtime_ns for p in (cache / "videos").iterdir()} == stamps
+    assert _versions(cache) == versions  # nothing committed
+    assert {p.name: p.stat().st_mtime_ns for p in (cache / "videos").rglob("*")} == stamps  # nor written
 
     names = sorted(json.loads((root / "metadata.json").read_text()))
     shutil.copyfile(root / names[1], root / names[0])  # one file's content changes
     changed = extract_flow(config)
     assert (changed["extracted"], changed["skipped"], changed["reasons"]) == (1, 7, {"changed": 1})
-    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    videos = _read(cache, "videos").set_index("video_id")
     assert videos.loc[f"dfdc-demo/{names[0][:-4]}", "fingerprint"] == videos.loc[f"dfdc-demo/{names[1][:-4]}",
                                                                                     "fingerprint"]
 
     new_config = extract_flow(config.model_copy(update={"keyframe_interval": 7}))
     assert new_config["extracted"] == 8
-    assert pd.read_parquet(cache / "videos").config_hash.nunique() == 1
+    assert _read(cache, "videos").config_hash.nunique() == 1
 
     forced = extract_flow(config.model_copy(update={"keyframe_interval": 7, "force": True}))
     assert forced["reasons"] == {"forced": 8}
-    faces = pd.read_parquet(cache / "faces")
+    faces = _read(cache, "faces")
     assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1  # never duplicated
 
 
@@ -112,6 +128,6 @@ def test_existing_dask_cluster_via_address(prefect_harness, demo_dir, tmp_path):
         summary = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=str(tmp_path / "cache"),
                                              dask_address=cluster.scheduler_address, detector="haar"))
     assert summary["extracted"] == 8
-    videos = pd.read_parquet(tmp_path / "cache" / "videos")
+    videos = _read(tmp_path / "cache", "videos")
     assert videos.worker.nunique() == 1
     assert not videos.worker.str.endswith(f":{os.getpid()}").any()  # ran in the cluster, not in the test process

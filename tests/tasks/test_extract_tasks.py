@@ -1,7 +1,7 @@
-import pandas as pd
+import pickle
 
 from features.config import ExtractConfig
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.store.datasets import VideoEntry, discover
 from features.store.plan import VideoJob
 from tasks.extract import extract_video_task, file_state, record_lost_task, run_extraction
@@ -13,14 +13,19 @@ def _job(entry, config):
     return VideoJob(entry, state.fingerprint, state.cache_key, "new", state.read_error)
 
 
-def test_task_writes_three_partitions_and_returns_a_small_manifest(tmp_path):
+def test_task_stages_its_files_and_returns_a_small_manifest_that_the_flow_commits(tmp_path):
     clip = write_clip(tmp_path / "clips" / "face.mp4", [face_scene(shift=i) for i in range(12)])
     config = ExtractConfig(cache=str(tmp_path / "cache"), detector="haar", keyframe_interval=4)
     (entry,) = discover([str(clip.parent)])
     manifest = extract_video_task.fn(_job(entry, config), config)
     assert manifest["status"] == "ok" and manifest["video_id"] == "clips/face" and manifest["n_tracks"] == 1
-    assert set(manifest) == {"video_id", "status", "error", "n_tracks", "seconds", "worker"}
-    store = CacheStore(config.cache)
+    assert set(manifest) == {"video_id", "status", "error", "n_tracks", "seconds", "worker", "staged"}
+    staged = manifest["staged"]
+    assert sorted(staged.adds) == ["faces", "ssim"] and staged.video_row["video_id"] == "clips/face"
+    assert len(pickle.dumps(staged)) < 4096  # the crops stay in the staged files: only their add actions travel
+    store = DeltaCacheStore(config.cache)
+    assert store.read_video_row("clips/face") is None and store.read("faces").empty  # staged: not yet visible
+    assert store.commit([staged]) == 1
     row = store.read_video_row("clips/face")
     assert row["config_hash"] == config.config_hash and row["fingerprint"] == file_state(entry, config).fingerprint
     assert row["total_s"] > 0 and row["write_s"] >= 0
@@ -46,7 +51,7 @@ def test_a_task_that_died_still_leaves_a_failed_row(tmp_path):
     (entry,) = discover([str(clip.parent)])
     manifest = record_lost_task(_job(entry, config), config, RuntimeError("KilledWorker: worker died 3 times"))
     assert manifest["status"] == "failed"
-    videos = pd.read_parquet(tmp_path / "cache" / "videos")
+    videos = DeltaCacheStore(str(tmp_path / "cache")).read("videos")
     assert videos.status.tolist() == ["failed"] and videos.error_step.tolist() == ["task"]
     assert "clips/face" in videos.error[0] and "KilledWorker" in videos.error[0]
 
@@ -88,10 +93,12 @@ def test_a_noop_rerun_plan_opens_no_video_file(tmp_path, monkeypatch):
     entries = discover([str(clips)])
     plan = extract_tasks.plan_videos.fn(entries, config)
     assert sorted(j.reason for j in plan.todo) == ["new"] * 3
-    store = CacheStore(config.cache)
+    store = DeltaCacheStore(config.cache)
+    rows = {}
     for job in plan.todo:  # what an extraction writes: the videos row records fingerprint and stat
         row = extract_tasks.video_row(job, config, VideoResult.failed("x"))
-        store.write_table("videos", job.entry.video_id, [{**row, "status": "ok", "error": None, "error_step": None}])
+        rows[job.entry.video_id] = [{**row, "status": "ok", "error": None, "error_step": None}]
+    store.write_tables("videos", rows)
 
     extract_tasks._fingerprint.cache_clear()  # a new process: no memo
     opened = count_opens(monkeypatch, clips)
