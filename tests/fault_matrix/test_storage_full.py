@@ -9,8 +9,8 @@ import pytest
 
 from features.config import ExtractConfig
 from features.store.cache import is_storage_full
-from features.store.delta_cache import DeltaCacheStore
 from features.store.datasets import VideoEntry
+from features.store.delta_cache import DeltaCacheStore
 from features.store.plan import VideoJob
 from flows.cli import extract_exit_code
 from flows.extract import extract_flow, summarize, summary_markdown

@@ -1,8 +1,8 @@
 import pickle
 
 from features.config import ExtractConfig
-from features.store.delta_cache import DeltaCacheStore
 from features.store.datasets import VideoEntry, discover
+from features.store.delta_cache import DeltaCacheStore
 from features.store.plan import VideoJob
 from tasks.extract import extract_video_task, file_state, record_lost_task, run_extraction
 from tests.conftest import count_opens, face_scene, write_clip
