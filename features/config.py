@@ -15,7 +15,8 @@ from features.learn import registry
 
 # Fields that change how a run executes but never what it writes: excluded from the config hash.
 RUNTIME_FIELDS = frozenset({"datasets", "cache", "workers", "dask_address", "force", "retry_failed", "device",
-                            "prefetch_frames", "decode_threads", "keep_labels", "compact"})
+                            "prefetch_frames", "decode_threads", "keep_labels", "compact",
+                            "commit_every"})
 
 
 class ExtractConfig(BaseModel):
@@ -31,6 +32,8 @@ class ExtractConfig(BaseModel):
     retry_failed: bool = Field(False, description="Redo videos whose cached status is 'failed'.")
     keep_labels: bool = Field(False, description="Keep the labels, splits and leakage groups already cached for these "
                                                  "videos whatever the listing says (what dfp score does).")
+    commit_every: int = Field(256, ge=1, description="Commit what the workers staged every N videos (and at least "
+                                                     "once a minute): a killed run loses at most one batch.")
     compact: bool = Field(False, description="After the run, compact the cache's tables and checkpoint their logs "
                                              "(`dfp cache compact`; the scheduled deployment does).")
 

@@ -65,16 +65,32 @@ def cmd_info(cache: CacheUrl, /) -> int:
 
 
 @cache_app.command(name="compact")
-def cmd_compact(cache: CacheUrl, /) -> int:
-    """Rewrite each table's small files into large ones and checkpoint its log, under the cache's run lock."""
+def cmd_compact(
+    cache: CacheUrl, /, *,
+    keep_superseded: Annotated[bool, Parameter(negative="", help="Keep the rows of superseded writes (earlier "
+                                               "extractions of a video); by default they are deleted first, so "
+                                               "any Delta reader sees only current rows.")] = False,
+) -> int:
+    """Delete superseded rows, rewrite each table's small files into large ones and checkpoint its log, under the
+    cache's run lock."""
     store = _open(cache)
     from features.store.delta_cache import compact
 
-    result = compact(store)
-    print_table(["table", "files before", "files after", "version"],
-                [[t, r["files_before"], r["files_after"], r["version"]] for t, r in result.items()])
+    result = compact(store, superseded=keep_superseded)
+    print_table(["table", "rows pruned", "files before", "files after", "version"],
+                [[t, r["rows_pruned"], r["files_before"], r["files_after"], r["version"]] for t, r in result.items()])
     print(f"the files compacted away stay for readers of older versions: `dfp cache vacuum {cache}` deletes them "
           "once older than its --retention-hours")
+    return 0
+
+
+@cache_app.command(name="prune")
+def cmd_prune(cache: CacheUrl, /) -> int:
+    """Delete the rows no videos row points at (superseded by a re-extraction or a rewrite), under the run lock."""
+    store = _open(cache)
+    from features.store.delta_cache import prune
+
+    print_table(["table", "rows deleted"], [[t, n] for t, n in prune(store).items()])
     return 0
 
 

@@ -49,7 +49,8 @@ def _extract(config: ExtractConfig) -> dict:
     manifests = run_jobs(plan.todo, config)
     if config.compact:
         compacted = compact(store, lock=False)  # under this run's lock
-        logger.info("compacted: %s", ", ".join(f"{t} {c['files_before']} -> {c['files_after']} files"
+        logger.info("compacted: %s", ", ".join(f"{t} {c['files_before']} -> {c['files_after']} files "
+                                               f"({c['rows_pruned']} superseded rows deleted)"
                                                for t, c in compacted.items()))
     summary = summarize(manifests, len(entries), plan.counts(), time.perf_counter() - started, config,
                         warnings=warnings)
@@ -90,8 +91,7 @@ def worker_per_core_settings(config: ExtractConfig) -> ExtractConfig:
     return config.model_copy(update=update)
 
 
-COMMIT_VIDEOS = 256  # a commit per this many extracted videos...
-COMMIT_SECONDS = 60.0  # ...or after this long, whichever comes first: the log grows with batches, not videos
+COMMIT_SECONDS = 60.0  # a commit per ExtractConfig.commit_every videos or this long: the log grows with batches
 
 
 class BatchCommitter:
@@ -99,7 +99,7 @@ class BatchCommitter:
     last), so a killed flow loses at most one batch, which the next run redoes. A batch whose commit fails is
     reported on each of its videos, as failed; its staged files are orphans that `dfp cache vacuum` removes."""
 
-    def __init__(self, store: DeltaCacheStore, videos: int = COMMIT_VIDEOS, seconds: float = COMMIT_SECONDS):
+    def __init__(self, store: DeltaCacheStore, videos: int, seconds: float = COMMIT_SECONDS):
         self.store, self.videos, self.seconds = store, videos, seconds
         self.pending: list[tuple[dict, object]] = []
         self.since = time.monotonic()
@@ -141,7 +141,7 @@ def run_jobs(jobs: list[VideoJob], config: ExtractConfig) -> list[dict]:
     artifact_id = create_progress_artifact(progress=0.0, key="extract-progress",
                                            description=f"Extracting {len(jobs)} videos")
     manifests: list[dict] = []
-    committer = BatchCommitter(DeltaCacheStore(config.cache))
+    committer = BatchCommitter(DeltaCacheStore(config.cache), config.commit_every)
     with make_task_runner(config.workers, config.dask_address) as runner:
         if cluster_address(config.dask_address):
             check_shared_storage(runner.client, [config.cache], read=config.datasets)

@@ -189,3 +189,17 @@ def s3_bucket(s3_endpoint, request):
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir(name)
     return f"s3://{name}"
+
+
+def committed_videos(cache) -> int:
+    """Videos rows a cache's Delta videos table holds now (0 before its first commit)."""
+    from features.store.delta_cache import DeltaCacheStore
+
+    return len(DeltaCacheStore(str(cache)).read("videos", columns=["video_id"]))
+
+
+def read_table(cache, table: str):
+    """A cache table as the flows read it: each video's current rows."""
+    from features.store.delta_cache import DeltaCacheStore
+
+    return DeltaCacheStore(str(cache)).read(table)

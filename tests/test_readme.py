@@ -140,13 +140,13 @@ def test_every_readme_command_runs_as_written(tmp_path, s3_endpoint):
 
 @pytest.mark.slow
 def test_the_readme_python_snippets_read_a_cache(tmp_path):
-    """The pandas, duckdb and polars snippets, on a cache the README's own extract command made."""
+    """The deltalake, duckdb and polars snippets, on a cache the README's own extract command made."""
     work = _workspace(tmp_path)
     env = {**os.environ, "DFP_HOME": str(tmp_path / "home")}
     extract = _run("dfp extract data/my-clips --cache cache", work, env)
     assert extract.returncode == 0, extract.stderr[-3000:]
     snippets = blocks("python")
-    assert [s.split()[1] for s in snippets] == ["pandas", "duckdb", "polars"]
+    assert [s.split()[1] for s in snippets] == ["deltalake", "duckdb", "polars"]
     outputs = []
     for snippet in snippets:
         result = subprocess.run([sys.executable, "-c", snippet], cwd=work, capture_output=True, text=True, timeout=120)

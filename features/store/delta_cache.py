@@ -504,17 +504,23 @@ def info(cache: str | DeltaCacheStore) -> dict[str, dict]:
     return out
 
 
-def compact(cache: str | DeltaCacheStore, target_size: int | None = None, lock: bool = True) -> dict[str, dict]:
-    """Bin-pack each table's small files into large ones (file order kept, so a file holds neighbouring
-    videos) and checkpoint its log, under the cache's run lock; returns files before and after per table."""
+def compact(cache: str | DeltaCacheStore, target_size: int | None = None, lock: bool = True,
+            superseded: bool = False) -> dict[str, dict]:
+    """Delete the rows of superseded writes (`prune`; kept with `superseded`), then bin-pack each table's small
+    files into large ones (file order kept, so a file holds neighbouring videos) and checkpoint its log, under the
+    cache's run lock; returns files before and after, and rows pruned, per table. After it, every Delta reader
+    (duckdb, polars, Spark) sees exactly each video's current rows."""
     store = _store(cache)
     out = {}
     with store.run_lock("cache compact") if lock else contextlib.nullcontext():
+        before = {table: len(dt.file_uris()) for table, dt in _tables(store).items()}
+        pruned = {} if superseded else prune(store, lock=False)
         for table, dt in _tables(store).items():
-            before = len(dt.file_uris())
+            dt.update_incremental()
             dt.optimize.compact(target_size=target_size, writer_properties=_writer())
             dt.create_checkpoint()
-            out[table] = {"files_before": before, "files_after": len(dt.file_uris()), "version": dt.version()}
+            out[table] = {"files_before": before.get(table, 0), "files_after": len(dt.file_uris()),
+                          "version": dt.version(), "rows_pruned": pruned.get(table, 0)}
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from cyclopts import Parameter
 
 from features.store.cache import TABLES, CacheStore
-from features.store.delta_cache import DeltaCacheStore
+from features.store.delta_cache import DeltaCacheStore, OldLayoutError
 from flows import cli
 from flows.cache_cli import TableName
 from flows.cli import main
@@ -111,6 +111,30 @@ def test_info_compact_vacuum_and_history_on_a_cache_migrated_in_place(tmp_path, 
                       "descriptors (newest first)": ["0"]}
 
 
+def test_prune_and_compact_leave_any_delta_reader_only_the_current_rows(tmp_path, capsys):
+    from deltalake import DeltaTable
+
+    url = str(tmp_path / "cache")
+    store = DeltaCacheStore(url)
+    store.write_video(_video("ds/a", key="k1"), _faces(3), _ssim(2))
+    store.write_video(_video("ds/a", key="k2"), _faces(4), _ssim(1))  # re-extracted: the first write is superseded
+    store.write_video(_video("ds/b", key="k3"), _faces(2, track=1), [])
+
+    def raw(table):  # what duckdb, polars or Spark see: every row of the table's current files
+        return DeltaTable(f"{url}/{table}").to_pandas()
+
+    assert len(raw("faces")) == 9 and len(store.read("faces")) == 6
+    assert _table(_dfp(capsys, "cache", "prune", url))["faces"]["rows deleted"] == "3"
+    assert len(raw("faces")) == 6 and sorted(raw("faces").cache_key) == sorted(store.read("faces").cache_key)
+    store.write_video(_video("ds/b", key="k4"), _faces(5, track=1), [])
+    compacted = _table(_dfp(capsys, "cache", "compact", url))
+    assert (compacted["faces"]["rows pruned"], compacted["faces"]["files after"]) == ("2", "1")
+    assert compacted["ssim"]["rows pruned"] == "0"  # ds/a's first ssim rows went with the prune above
+    current = raw("faces").groupby("video_id").cache_key.unique().map(list).to_dict()
+    assert current == {"ds/a": ["k2"], "ds/b": ["k4"]} and len(raw("faces")) == 9
+    assert len(store.read("faces")) == 9
+
+
 def test_migrating_a_migrated_cache_is_refused_in_one_line(tmp_path, capsys):
     url = str(tmp_path / "cache")
     _old_cache(url)
@@ -125,7 +149,7 @@ def test_the_help_lists_the_cache_commands_and_the_table_names_are_the_caches(ca
     _dfp(capsys, "--help")
     assert main(["--help"]) == 0 and "cache" in capsys.readouterr().out
     lines = _dfp(capsys, "cache", "--help")
-    for command in ("info", "compact", "vacuum", "history", "migrate"):
+    for command in ("info", "compact", "prune", "vacuum", "history", "migrate"):
         assert any(line.strip("│ ").startswith(command + " ") for line in lines), command
 
 
@@ -134,8 +158,9 @@ def test_a_per_video_cache_is_pointed_to_migrate(tmp_path, capsys, argv):
     old = _old_cache(str(tmp_path / "old"))
     assert main([a.format(old=old.url) for a in argv]) == 2
     assert capsys.readouterr().err == (f"dfp cache {argv[1]}: error: {old.url} holds a cache in the per-video layout "
-                                       f"(one Parquet file per video), not Delta tables: convert it with `dfp cache "
-                                       f"migrate {old.url}`\n")
+                                       "of earlier versions (one Parquet file per video), and this version keeps its "
+                                       f"cache in Delta Lake tables: convert it once with `dfp cache migrate {old.url}` "
+                                       "(in place; `--to URL` keeps the original)\n")
 
 
 def test_on_s3_a_per_video_cache_is_refused_by_the_store_and_migrates(s3_bucket, capsys):
@@ -166,7 +191,7 @@ def test_compact_refuses_in_one_line_while_an_extraction_holds_the_cache(tmp_pat
     assert _table(_dfp(capsys, "cache", "info", url))["faces"]["version"] == "0"  # nothing was compacted
 
 
-@pytest.mark.parametrize("command", ["info", "compact", "vacuum", "history", "migrate"])
+@pytest.mark.parametrize("command", ["info", "compact", "prune", "vacuum", "history", "migrate"])
 def test_every_cache_command_and_option_has_help_text(command):
     function = cli.app["cache"][command].default_command
     assert function.__doc__
@@ -176,15 +201,20 @@ def test_every_cache_command_and_option_has_help_text(command):
         assert parameters and parameters[0].help, f"dfp cache {command}: {name} has no help"
 
 
-def test_the_flows_refuse_a_cache_migrated_in_place_and_keep_reading_the_one_migrated_to_a_new_url(tmp_path, capsys):
+def test_the_flows_refuse_a_per_video_cache_in_one_line_until_it_is_migrated(tmp_path, capsys):
     url, copy = str(tmp_path / "cache"), str(tmp_path / "delta")
     _old_cache(url)
+    for argv in (["train", url, "--out", str(tmp_path / "run")], ["extract", str(tmp_path), "--cache", url],
+                 ["report", url]):
+        assert main(argv) == 2  # refused before Prefect starts
+        err = capsys.readouterr().err
+        assert err.startswith(f"dfp {argv[0]}: error: {url} holds a cache in the per-video layout of earlier "
+                              "versions") and f"`dfp cache migrate {url}`" in err and err.count("\n") == 1, err
+    with pytest.raises(OldLayoutError, match=f"convert it once with `dfp cache migrate {url}`"):
+        DeltaCacheStore(url)
     _dfp(capsys, "cache", "migrate", url, "--to", copy)
-    assert len(CacheStore(url).read("videos")) == 2  # the original stays the flows' cache
+    assert len(CacheStore(url).read("videos")) == 2 and len(DeltaCacheStore(copy).read("videos")) == 2
     _dfp(capsys, "cache", "migrate", url)
-    with pytest.raises(ValueError, match=r"holds Delta Lake tables .* read and write only the per-video layout"):
-        CacheStore(url)
     assert len(DeltaCacheStore(url).read("videos")) == 2
-    assert main(["train", url, "--out", str(tmp_path / "run")]) == 2  # refused before Prefect starts
-    err = capsys.readouterr().err
-    assert err.startswith(f"dfp train: error: {url} holds Delta Lake tables") and err.count("\n") == 1
+    with pytest.raises(ValueError, match=r"holds Delta Lake tables: read it with .*DeltaCacheStore"):
+        CacheStore(url)

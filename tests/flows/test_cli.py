@@ -6,13 +6,12 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import psutil
 import pytest
 
 from features.config import TrainConfig
 from flows.cli import main
-from tests.conftest import REPO, shared_dataset
+from tests.conftest import REPO, committed_videos, read_table, shared_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +51,7 @@ def test_shared_dfdc_and_ffpp_mini_extract_with_right_groups(tmp_path):
     result = _dfp("extract", str(dfdc), str(ffpp), "--cache", str(cache), "--max-seconds", "2", env=_env(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "20 ok, 0 no face, 0 failed, 0 cached" in result.stdout
-    videos = pd.read_parquet(cache / "videos").set_index("video_id")
+    videos = read_table(cache, "videos").set_index("video_id")
     assert len(videos) == 20 and (videos.status == "ok").all()
     assert videos.loc["train_sample_videos/acqfdwsrhi", "leakage_group"] == \
         videos.loc["train_sample_videos/ccfoszqabv", "leakage_group"]
@@ -62,10 +61,10 @@ def test_shared_dfdc_and_ffpp_mini_extract_with_right_groups(tmp_path):
     assert set(ff.method.dropna()) == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"}
     portrait = videos.loc["train_sample_videos/afoovlsmtx"]
     assert (portrait.width, portrait.height) == (1080, 1920)
-    ssim = pd.read_parquet(cache / "ssim")
+    ssim = read_table(cache, "ssim")
     frames = ssim[ssim.track_id == -1].groupby("video_id").size()
     assert (frames == videos.loc[frames.index, "frames_decoded"] - 1).all()
-    assert set(pd.read_parquet(cache / "faces").video_id) == set(videos.index)
+    assert set(read_table(cache, "faces").video_id) == set(videos.index)
 
     server_log = tmp_path / "dfp-home" / "prefect" / "server.log"
     log_size = server_log.stat().st_size
@@ -87,43 +86,49 @@ def _kill_tree(pid):
 
 
 def test_killed_run_resumes_with_no_duplicates(demo_dir, tmp_path):
+    """SIGKILL of the CLI, its Prefect server and its workers mid-run: what was committed stays, the staged files of
+    the uncommitted videos stay invisible, and the rerun extracts exactly the others."""
+    from features.store.delta_cache import DeltaCacheStore
+
     cache = tmp_path / "cache"
     env = _env(tmp_path)
-    args = [sys.executable, "-m", "flows.cli", "extract", str(demo_dir), "--cache", str(cache), "--workers", "1"]
+    args = [sys.executable, "-m", "flows.cli", "extract", str(demo_dir), "--cache", str(cache), "--workers", "1",
+            "--commit-every", "2"]
     process = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            done = list((cache / "videos").glob("*.parquet")) if (cache / "videos").exists() else []
-            if len(done) >= 2:
+            if (cache / "videos" / "_delta_log").exists() and committed_videos(cache) >= 2:
                 break
             time.sleep(0.05)
         _kill_tree(process.pid)
     finally:
         if process.poll() is None:
             process.kill()
-    committed_at_kill = len(list((cache / "videos").glob("*.parquet")))
+    committed_at_kill = committed_videos(cache)
     assert 2 <= committed_at_kill < 8, "the kill must land mid-run for this test to mean anything"
+    assert committed_at_kill % 2 == 0  # whole batches of two
 
     result = _dfp("extract", str(demo_dir), "--cache", str(cache), "--workers", "1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{committed_at_kill} cached" in result.stdout
 
-    videos = pd.read_parquet(cache / "videos")
+    store = DeltaCacheStore(str(cache))
+    videos = store.read("videos")
     assert len(videos) == 8 and videos.video_id.is_unique and (videos.status != "failed").all()
-    faces = pd.read_parquet(cache / "faces")
+    faces = store.read("faces")
     assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1
-    ssim = pd.read_parquet(cache / "ssim")
+    ssim = store.read("ssim")
     assert ssim.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1
     keys = videos.set_index("video_id").cache_key
     assert (faces.cache_key == faces.video_id.map(keys)).all()
 
 
 def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp_path):
-    from features.store.cache import CacheStore
+    from features.store.delta_cache import DeltaCacheStore
 
     cache = tmp_path / "cache"
-    with CacheStore(str(cache)).run_lock("extract"):
+    with DeltaCacheStore(str(cache)).run_lock("extract"):
         result = _dfp("extract", str(demo_dir), "--cache", str(cache), "--detector", "haar", env=_env(tmp_path),
                       timeout=300)
     assert result.returncode == 2

@@ -68,6 +68,9 @@ def delta_cache(tmp_path):
 
 
 def _cases(tmp_path, cache, run, delta_cache):
+    old = tmp_path / "old-cache"  # a cache in the per-video layout of earlier versions
+    (old / "videos").mkdir(parents=True)
+    (old / "videos" / "ds%2Fa.parquet").write_bytes(b"PAR1")
     return {
         "evaluate a missing run": (["evaluate", "nope-run", "--cache", cache],
                                    "dfp evaluate: error: run folder nope-run does not exist: give the --out folder of "
@@ -102,13 +105,18 @@ def _cases(tmp_path, cache, run, delta_cache):
         "cache compact of a folder that is no cache": (["cache", "compact", tmp_path],
                                                        f"dfp cache compact: error: {tmp_path} is not a cache written "
                                                        "by `dfp extract` (it has no videos table)"),
-        "cache vacuum of a per-video cache": (["cache", "vacuum", cache],
-                                              f"dfp cache vacuum: error: {cache} holds a cache in the per-video layout "
-                                              f"(one Parquet file per video), not Delta tables: convert it with `dfp "
-                                              f"cache migrate {cache}`"),
-        "cache history of a per-video cache": (["cache", "history", cache],
-                                               f"dfp cache history: error: {cache} holds a cache in the per-video "
+        "cache vacuum of a per-video cache": (["cache", "vacuum", old],
+                                              f"dfp cache vacuum: error: {old} holds a cache in the per-video layout "
+                                              "of earlier versions (one Parquet file per video), and this version "
+                                              "keeps its cache in Delta Lake tables: convert it once with `dfp cache "
+                                              f"migrate {old}`"),
+        "cache history of a per-video cache": (["cache", "history", old],
+                                               f"dfp cache history: error: {old} holds a cache in the per-video "
                                                "layout"),
+        "extract into a per-video cache": (["extract", tmp_path, "--cache", old],
+                                           f"dfp extract: error: {old} holds a cache in the per-video layout"),
+        "train on a per-video cache": (["train", old, "--out", tmp_path / "r"],
+                                       f"dfp train: error: {old} holds a cache in the per-video layout"),
         "cache vacuum with a negative retention": (["cache", "vacuum", delta_cache, "--retention-hours", "-1"],
                                                    "dfp cache vacuum: error: --retention-hours: must be at least 0, "
                                                    "got -1"),
@@ -130,7 +138,8 @@ CASES = ["evaluate a missing run", "score a missing clip", "inspect a missing cl
          "a Dask address where nothing answers", "a malformed Dask address", "train a missing cache",
          "report a missing run", "folds 0", "an unknown model kind", "a run folder without a card",
          "cache info without a cache", "cache info of a missing cache", "cache compact of a folder that is no cache",
-         "cache vacuum of a per-video cache", "cache history of a per-video cache",
+         "cache vacuum of a per-video cache", "cache history of a per-video cache", "extract into a per-video cache",
+         "train on a per-video cache",
          "cache vacuum with a negative retention", "cache history of an unknown table",
          "cache migrate of a missing cache", "cache migrate of a Delta cache", "an unknown cache command"]
 

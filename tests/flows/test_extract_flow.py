@@ -120,6 +120,18 @@ def test_rerun_is_a_noop_and_changes_redo_exactly_the_affected_videos(prefect_ha
     faces = _read(cache, "faces")
     assert faces.groupby(["video_id", "track_id", "frame_index"]).size().max() == 1  # never duplicated
 
+    # What a scheduled run does: after the run, superseded rows are deleted and each table is one file, so a plain
+    # Delta reader (duckdb, polars, Spark) sees exactly the current rows.
+    from deltalake import DeltaTable
+
+    assert len(DeltaTable(str(cache / "faces")).to_pandas()) > len(faces)  # two configs' and a forced run's rows
+    compacted = extract_flow(config.model_copy(update={"keyframe_interval": 7, "compact": True}))
+    assert compacted["extracted"] == 0
+    raw = DeltaTable(str(cache / "faces")).to_pandas()
+    assert len(raw) == len(faces) and not raw.duplicated(["video_id", "track_id", "frame_index"]).any()
+    assert {t: len(DeltaTable(str(cache / t)).file_uris()) for t in ("videos", "faces", "ssim")} == {
+        "videos": 1, "faces": 1, "ssim": 1}
+
 
 def test_existing_dask_cluster_via_address(prefect_harness, demo_dir, tmp_path):
     from distributed import LocalCluster

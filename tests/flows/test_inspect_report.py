@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from features.config import ExtractConfig
-from features.store.cache import CacheStore
 from features.store.datasets import discover
+from features.store.delta_cache import DeltaCacheStore
 from features.store.plan import VideoJob
 from flows.inspect import inspect_video
 from flows.report import write_report
@@ -26,12 +26,14 @@ def small_cache(demo_dir, tmp_path_factory):
     """The session's demo clips extracted into a cache without Prefect (tasks called as plain functions)."""
     cache = str(tmp_path_factory.mktemp("report") / "cache")
     config = ExtractConfig(cache=cache, detector="haar")
-    store = CacheStore(cache)
+    store = DeltaCacheStore(cache)
+    staged = []
     for entry in discover([str(demo_dir)]):
         state = file_state(entry, config)
         job = VideoJob(entry, state.fingerprint, state.cache_key, "new")
         result = run_extraction(job, config)
-        store.write_video(video_row(job, config, result, total_s=1.0), result.faces, result.ssim)
+        staged.append(store.stage_video(video_row(job, config, result, total_s=1.0), result.faces, result.ssim))
+    store.commit(staged)
     return cache
 
 

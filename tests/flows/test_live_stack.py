@@ -10,10 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from features.config import ExtractConfig, TrainConfig
+from features.store.delta_cache import DeltaCacheStore
+from tests.conftest import committed_videos as _committed
 from tests.live_stack import BIN, DaskCluster, PrefectServer
 
 pytestmark = pytest.mark.slow
@@ -81,7 +82,7 @@ def test_extract_spreads_over_both_workers_and_the_run_shows_on_the_server(clust
     summary = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=str(cache), dask_address=cluster.address,
                                          detector="haar"))
     assert summary["extracted"] == 8 and summary["failed"] == 0
-    videos = pd.read_parquet(cache / "videos")
+    videos = DeltaCacheStore(str(cache)).read("videos")
     processes = _worker_processes(cluster.address)
     assert set(videos.worker) == set(processes.values())  # each of the two workers extracted some videos
     runs = [r for r in _flow_runs("extract") if r.parameters["config"]["cache"] == str(cache)]
@@ -169,7 +170,7 @@ def test_a_served_deployment_triggered_through_the_api_runs_incrementally(server
         record = _latest_run_record(cache)
         assert (record["added"], record["redone"], record["skipped"], record["extracted"]) == (1, 1, 3, 2)
         assert "3 cached; 1 added, 1 redone" in record["line"]
-        assert len(pd.read_parquet(cache / "videos")) == 5
+        assert len(DeltaCacheStore(str(cache)).read("videos")) == 5
     finally:
         serving.terminate()
         serving.wait(timeout=30)
@@ -188,16 +189,17 @@ def test_killing_a_worker_mid_extraction_loses_and_duplicates_nothing(server, on
         cluster.add_worker("b")
         cluster.wait_for_workers(2)
         cache = tmp_path / "cache"
-        config = ExtractConfig(datasets=[str(data)], cache=str(cache), dask_address=cluster.address, detector="haar")
+        config = ExtractConfig(datasets=[str(data)], cache=str(cache), dask_address=cluster.address, detector="haar",
+                               commit_every=1)
         outcome: dict = {}
         run = threading.Thread(target=lambda: outcome.update(first=extract_flow(config)))
         run.start()
         deadline = time.monotonic() + 120
-        while not list((cache / "videos").glob("*.parquet")) if (cache / "videos").exists() else True:
+        while not (cache / "videos" / "_delta_log").exists() or not _committed(cache):
             assert time.monotonic() < deadline and run.is_alive()
             time.sleep(0.05)
         cluster.kill_worker("a")  # mid-run: its current video is lost in flight
-        committed_at_kill = len(list((cache / "videos").glob("*.parquet")))
+        committed_at_kill = _committed(cache)
         run.join(timeout=300)
         first = outcome["first"]
         assert committed_at_kill < 10 and first["extracted"] == 10
@@ -207,12 +209,14 @@ def test_killing_a_worker_mid_extraction_loses_and_duplicates_nothing(server, on
     finally:
         cluster.stop()
 
-    videos = pd.read_parquet(cache / "videos")
+    store = DeltaCacheStore(str(cache))
+    videos = store.read("videos")
     assert len(videos) == 10 and videos.video_id.is_unique and (videos.status != "failed").all()
-    for table in ("faces", "ssim"):
-        files = list((cache / table).glob("*.parquet"))
-        assert len(files) == 10  # one partition per video, none half-written (temporary files are dot-files)
-    ssim = pd.read_parquet(cache / "ssim")
+    for table in ("faces", "ssim"):  # every video's rows come from one committed write: the one its row names
+        rows = store.read(table, columns=["video_id", "cache_key"])
+        assert rows.video_id.nunique() == 10 and (rows.cache_key == rows.video_id.map(
+            videos.set_index("video_id").cache_key)).all()
+    ssim = store.read("ssim")
     assert set(ssim.cache_key) == set(videos.cache_key)
     frame_series = ssim[ssim.track_id == -1].groupby("video_id").size()
     assert (frame_series == 149).all() and len(frame_series) == 10  # every frame pair of every clip, once

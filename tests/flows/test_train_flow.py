@@ -14,11 +14,12 @@ from features.learn.model_files import UnsafeModelFile
 from features.learn.models import keras_device
 from features.learn.ood import OOD_FILE
 from features.learn.video_features import FEATURE_NAMES, VIDEO_INPUTS
-from features.store.cache import CacheStore
+from features.store.delta_cache import DeltaCacheStore
 from features.store.training_data import stale_descriptor_videos, video_table
 from features.video.demo import make_demo_dataset
 from flows.extract import extract_flow
 from flows.train import evaluate_flow, evaluation_name, load_guard, load_run, score_flow, score_table, train_flow
+from tests.conftest import read_table
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ def test_run_directory_has_plots_model_and_card(gbm_run):
 def test_score_reload_score_gives_identical_predictions(gbm_run, demo_cache):
     run, _ = gbm_run
     _, cache = demo_cache
-    table = video_table(CacheStore(str(cache)))
+    table = video_table(DeltaCacheStore(str(cache)))
     first = score_table(*load_run(str(run)), table, str(cache))
     second = score_table(*load_run(str(run)), table, str(cache))
     assert np.array_equal(first.p_fake.to_numpy(), second.p_fake.to_numpy())
@@ -92,7 +93,7 @@ def test_a_video_far_from_the_training_videos_is_flagged_and_its_score_tempered(
     card, model = load_run(str(run))
     guard = load_guard(str(run), card)
     assert OOD_FILE in card["model_sha256"] and card["ood_threshold"] == pytest.approx(guard.threshold)
-    table = video_table(CacheStore(str(cache)))
+    table = video_table(DeltaCacheStore(str(cache)))
     table = table[table.status == "ok"].reset_index(drop=True)
     near = score_table(card, model, table, str(cache), guard)
     far = score_table(card, model, table.assign(**{c: table[c] * 40 + 25 for c in FEATURE_NAMES}), str(cache), guard)
@@ -187,7 +188,7 @@ def test_values_written_by_other_extraction_code_are_refused(gbm_run, demo_cache
     _, cache = demo_cache
     copy = tmp_path / "older-cache"
     shutil.copytree(cache, copy, ignore=shutil.ignore_patterns(".lock*"))
-    store = CacheStore(str(copy))
+    store = DeltaCacheStore(str(copy))
     row = store.read_video_row(store.read("videos").query("status == 'ok'").video_id.iloc[0])
     store.write_table("videos", row["video_id"], [{**row, "code_version": "4"}])  # as an older release wrote it
     refusal = (rf"1 extracted videos \(first: {row['video_id']}\) were extracted by extraction code version 4, "
@@ -255,13 +256,13 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     first = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=cache, workers=2, detector="haar"))
     again = extract_flow(ExtractConfig(datasets=[str(demo_dir)], cache=cache, workers=2, detector="haar"))
     assert (first["extracted"], again["extracted"], again["skipped"]) == (8, 0, 8)
-    videos = pd.read_parquet(f"{cache}/videos")
+    videos = read_table(cache, "videos")
     assert len(videos) == 8 and (videos.status != "failed").all()
     run = f"{s3_bucket}/runs/first"
     metrics = train_flow(TrainConfig(cache=cache, out=run, model="gbm", folds=2, workers=2))
     assert metrics["overall"]["n"] == 8
     assert metrics["plots"]["roc"] == f"{run}/plots/roc.png"
-    assert len(pd.read_parquet(f"{cache}/features")) == 8
+    assert len(read_table(cache, "features")) == 8
     import fsspec
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
@@ -275,7 +276,7 @@ def test_extract_train_and_score_with_the_cache_on_object_storage(prefect_harnes
     out = f"{s3_bucket}/scores"
     summary = score_flow(ScoreConfig(videos=[str(inbox)], model=run, out=out, cache=f"{s3_bucket}/score-cache",
                                      workers=2))
-    assert summary["videos"] == 1 and len(pd.read_parquet(f"{s3_bucket}/score-cache/videos")) == 1
+    assert summary["videos"] == 1 and len(read_table(f"{s3_bucket}/score-cache", "videos")) == 1
     assert summary["predictions"] == f"{out}/predictions.csv"
     predictions = pd.read_csv(summary["predictions"])
     assert predictions.filename.tolist() == ["clip.mp4"] and 0.0 <= predictions.label[0] <= 1.0
@@ -299,7 +300,7 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         assert fitted.patch is not None and len(fitted.patch.weights) == PATCH_BINS
     else:
         assert card["scorer_shares"] == {}
-    store = CacheStore(str(cache))
+    store = DeltaCacheStore(str(cache))
     # Descriptors were computed once per video into the cache (self-blended copies for REAL videos only).
     videos = store.read("videos")
     with_crops = videos[(videos.status == "ok") & (videos.crops_stored > 0)]
@@ -318,7 +319,7 @@ def test_crop_texture_model_trains_saves_and_scores_end_to_end(demo_cache, tmp_p
         shutil.copytree(cache, copy, ignore=shutil.ignore_patterns("descriptors", ".lock*"))
         with pytest.raises(ValueError, match="was in the training data"):  # the run's own training videos
             evaluate_flow(EvaluateConfig(run=str(run), cache=str(copy), workers=2))
-        assert stale_descriptor_videos(CacheStore(str(copy))) == []
+        assert stale_descriptor_videos(DeltaCacheStore(str(copy))) == []
         unrecorded = tmp_path / "unrecorded-run"  # a run written before training videos were recorded
         shutil.copytree(run, unrecorded, ignore=shutil.ignore_patterns("training_videos.csv"))
         metrics = evaluate_flow(EvaluateConfig(run=str(unrecorded), cache=str(copy), workers=2))
@@ -343,11 +344,11 @@ def test_scoring_clips_of_the_training_cache_keeps_their_labels(gbm_run, demo_ca
     training_cache = tmp_path / "cache"
     shutil.copytree(cache, training_cache)
     columns = ["video_id", "label", "split", "leakage_group"]
-    before = CacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
+    before = DeltaCacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
     clips = sorted(str(p) for p in data.glob("*.mp4"))[:3]  # single files: listed without labels
     summary = score_flow(ScoreConfig(videos=clips, model=str(run), out=str(tmp_path / "out"),
                                      cache=str(training_cache), workers=2))
     assert summary["videos"] == 3
-    after = CacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
+    after = DeltaCacheStore(str(training_cache)).read("videos", columns=columns).set_index("video_id").sort_index()
     assert before.label.notna().all()
     pd.testing.assert_frame_equal(after, before)
