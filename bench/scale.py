@@ -12,15 +12,15 @@ settings and code, and the measurement columns of a real row. Then, on one core,
 - discover: listing the folder and reading labels.csv;
 - plan: the whole no-op plan the flow runs (stat every file, read the videos table, diff); it must find
   nothing to do and open no file (counted);
-- videos read: the videos table alone (`CacheStore.read("videos")`);
+- videos read: the videos table alone (`read("videos")`);
 - features read: the per-video features table (one row per video, as training reads it);
 - partition read: one video's features row (`read_partition`);
 - files: data files per table.
 
-Two layouts: today's per-video Parquet files (`CacheStore`), and the Delta tables of issue #22
-(`features.store.delta_cache.DeltaCacheStore`), written as a flow would commit them, in batches of 1,000
-videos, then compacted (`delta_cache.compact`; its time is `compact_s`, the files are counted after it). The
-Delta no-op plan is the real planner with the Delta store in place of CacheStore (the flows switch in step 2).
+Two layouts: the Delta tables the flows keep (`features.store.delta_cache.DeltaCacheStore`), written as a flow
+commits them, in batches of 1,000 videos, then compacted (`delta_cache.compact`; its time is `compact_s`, the files
+are counted after it), and the per-video Parquet files of earlier versions (`CacheStore`), planned by the real
+planner with that store in place of the Delta one.
 
 With `--baseline DIR` (a checkout of an older commit, e.g. a `git worktree`), each tree is also discovered and
 planned by that checkout's code in a subprocess (`baseline_discover_s`, `baseline_plan_s`), so a change is
@@ -119,7 +119,11 @@ from features.store.cache import CacheStore
 from features.store.datasets import discover
 clips, cache, layout = sys.argv[1:4]
 config = ExtractConfig(datasets=[clips], cache=cache)
-tasks.extract.CacheStore = delta_cache.DeltaCacheStore if layout == "delta" else CacheStore
+store = delta_cache.DeltaCacheStore if layout == "delta" else CacheStore
+if hasattr(tasks.extract, "DeltaCacheStore"):  # the planner's store since the flows moved to Delta tables
+    tasks.extract.DeltaCacheStore = store
+else:
+    tasks.extract.CacheStore = store
 t = time.perf_counter(); entries = discover([clips]); discover_s = time.perf_counter() - t
 t = time.perf_counter(); plan = tasks.extract.plan_videos.fn(entries, config); plan_s = time.perf_counter() - t
 assert not plan.todo and len(plan.skipped) == len(entries), plan.counts()
@@ -152,12 +156,12 @@ def measure(clips: Path, cache: str, layout: str = "per-video parquet") -> dict:
 
     entries, discover_s = _timed(lambda: discover([str(clips)]))
     builtins.open = counting_open
-    real_store, tasks.extract.CacheStore = tasks.extract.CacheStore, store_class
+    real_store, tasks.extract.DeltaCacheStore = tasks.extract.DeltaCacheStore, store_class  # the planner's store
     try:
         plan, plan_s = _timed(lambda: plan_videos.fn(entries, config))
     finally:
         builtins.open = real_open
-        tasks.extract.CacheStore = real_store
+        tasks.extract.DeltaCacheStore = real_store
     if plan.todo or plan.restat or len(plan.skipped) != len(entries):
         raise SystemExit(f"the no-op plan is not a no-op: {plan.counts()}")
     videos, read_s = _timed(lambda: store_class(cache).read("videos"))

@@ -154,7 +154,8 @@ def test_a_served_deployment_triggered_through_the_api_runs_incrementally(server
                         assert serving.poll() is None, log.read_text()
                         assert time.monotonic() < deadline, log.read_text()
                         time.sleep(0.5)
-            assert deployment.parameters["config"] == {"datasets": [str(inbox)], "cache": str(cache), "detector": "mtcnn"}
+            assert deployment.parameters["config"] == {"datasets": [str(inbox)], "cache": str(cache),
+                                                         "detector": "mtcnn", "compact": True}
             assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
 
             first = run_deployment("extract/extract", parameters={"config": {"datasets": [str(inbox)], "cache": str(cache),

@@ -12,7 +12,7 @@ def test_prefect_yaml_declares_extract_train_and_score_with_environment_values()
     deployments = {d["name"]: d for d in load_deployments(REPO / "prefect.yaml", env=ENV)}
     assert set(deployments) == {"extract", "train", "score"}
     assert deployments["extract"]["parameters"]["config"] == {"datasets": ["/videos"], "cache": "s3://b/cache",
-                                                              "detector": "mtcnn"}
+                                                              "detector": "mtcnn", "compact": True}
     assert deployments["train"]["parameters"]["config"]["out"] == "s3://b/runs/latest"
     assert deployments["score"]["parameters"]["config"]["model"] == "s3://b/runs/latest"
 
