@@ -30,7 +30,7 @@ from features.learn.ood import OOD_FILE, OodGuard
 from features.learn.training import ood_scores
 from features.learn.video_features import FEATURE_NAMES, FEATURES, FEATURES_VERSION
 from features.store.cache import CacheStore
-from features.store.delta_cache import DeltaCacheStore
+from features.store.delta_cache import DeltaCacheStore, FileRead, MapReads, read_file
 from features.store.rundir import fetched, join, prepare_run_dir, read_text, staged_dir
 from features.store.training_data import (
     other_extraction_code,
@@ -89,6 +89,24 @@ def gpu_annotation(runner, kind: str):
     return contextlib.nullcontext()
 
 
+def _read_on_worker(read: FileRead) -> tuple[str, object]:
+    """read_file on a Dask worker, with the address of the worker that read it."""
+    from distributed import get_worker
+
+    return get_worker().address, read_file(read)
+
+
+def worker_reads(runner, served: set[str]) -> MapReads:
+    """A map_reads for training_set that reads each data file on a worker of the runner's cluster (the driver only
+    concatenates); the addresses of the workers that served reads are added to `served`."""
+    def map_reads(reads: list[FileRead]) -> list:
+        results = runner.client.gather(runner.client.map(_read_on_worker, reads, pure=False))
+        served.update(address for address, _ in results)
+        return [table for _, table in results]
+
+    return map_reads
+
+
 def data_fingerprint(table: pd.DataFrame) -> str:
     blob = "\n".join(sorted(table.video_id + "|" + table.cache_key + "|" + table.label.fillna(""))).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -142,7 +160,9 @@ def _train(config: TrainConfig, run: Path) -> dict:
         logger.info("%d labelled videos (%d usable), %d feature/descriptor partitions computed, %d folds", len(labelled),
                     int(usable.sum()), computed, len(np.unique(fold[fold >= 0])))
         kind = registry.get(config.model)
-        data = training_set(store, labelled[usable], kind.reads)  # each table read once, folds get views of it
+        read_workers: set[str] = set()  # on a cluster its workers read the data files; locally this process does
+        map_reads = worker_reads(runner, read_workers) if cluster_address(config.dask_address) else None
+        data = training_set(store, labelled[usable], kind.reads, map_reads)  # each table read once, folds get views
         common = {"kind": config.model, "settings": config.model_dump(include={"seed", *kind.options})}
         with gpu_annotation(runner, config.model):
             fold_futures = [runner.submit(fit_fold, parameters={**common, "train": data.subset(train),
@@ -197,7 +217,8 @@ def _train(config: TrainConfig, run: Path) -> dict:
     }
     (run / "model_card.json").write_text(json.dumps(_json_safe(card), indent=2, default=str))
     metrics = {"model": config.model, "validation": "holdout" if config.holdout else f"{config.folds}-fold grouped",
-               **_json_safe(evaluation), "plots": plots, "fit_workers": sorted(w for w in fit_workers if w)}
+               **_json_safe(evaluation), "plots": plots, "fit_workers": sorted(w for w in fit_workers if w),
+               "read_workers": len(read_workers)}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = metrics_markdown(metrics, title=f"Training run {config.out}")
     create_markdown_artifact(markdown=summary, key="train-metrics", description="Out-of-fold metrics")

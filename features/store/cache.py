@@ -304,8 +304,10 @@ class CacheStore:
         with self.fs.open(path, "rb") as fh:
             return _unpacked(table, pq.read_table(fh, columns=columns, schema=SCHEMAS[table]))
 
-    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:
-        """read_partition for many videos at once, their rows in one DataFrame (one file per video here)."""
+    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None,
+                    map_reads=None) -> pd.DataFrame:
+        """read_partition for many videos at once, their rows in one DataFrame (one file per video here, read in
+        this process: `map_reads` is for the Delta store's data files)."""
         parts = [self.read_partition(table, vid, columns=columns) for vid in video_ids]
         if parts:
             return pd.concat(parts, ignore_index=True)

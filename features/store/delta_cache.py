@@ -11,6 +11,7 @@ and the run lock stay where CacheStore keeps them (this store is one).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import io
@@ -19,9 +20,10 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
+from fsspec.implementations.local import LocalFileSystem
 
 from features.learn.descriptors import table_names
 from features.store.cache import DESCRIPTOR_COLUMNS, SCHEMAS, TABLES, CacheStore, _unpacked, to_table
@@ -156,6 +159,66 @@ def _delta_options(store: CacheStore) -> dict:
     return options
 
 
+def _table_filesystem(fs: fsspec.AbstractFileSystem, directory: str) -> pafs.FileSystem:
+    """A pyarrow filesystem rooted at a table's directory: native locally (delta-rs's own handler is a Python one,
+    a hundred times slower per file), the store's fsspec one elsewhere."""
+    if isinstance(fs, LocalFileSystem):
+        return pafs.SubTreeFileSystem(os.path.abspath(directory), pafs.LocalFileSystem())
+    # fsspec caches listings: one made before another writer's commit would hide that commit's files
+    fs.invalidate_cache(directory)
+    return pafs.SubTreeFileSystem(directory, pafs.PyFileSystem(pafs.FSSpecHandler(fs)))
+
+
+def _within(ids: Sequence[str], low: str | None, high: str | None) -> Sequence[str]:
+    """The ones of the sorted `ids` that min/max statistics [low, high] allow (all of them without statistics)."""
+    start = 0 if low is None else bisect.bisect_left(ids, low)
+    stop = len(ids) if high is None else bisect.bisect_right(ids, high)
+    return ids[start:stop]
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """One data file's share of a read_videos, as a Dask worker reads it without the driver's store: the table's
+    location, the file (relative to the table), the columns and the wanted write ids its statistics allow (sorted)."""
+
+    table: str
+    table_uri: str  # an absolute local path or an object-store URL: workers have other working directories
+    path: str
+    columns: tuple[str, ...]
+    write_ids: tuple[str, ...]
+    storage_options: dict = field(default_factory=dict, hash=False)  # fsspec's, as the store was opened with
+
+
+# Reads FileReads somewhere else (a Dask cluster's workers, say): read_file's tables out, in the same order.
+MapReads = Callable[[list[FileRead]], list[pa.Table]]
+
+
+def read_file(read: FileRead) -> pa.Table:
+    """The rows of one data file that carry a wanted write id, its `columns` typed as the table's schema types
+    them (string_view in files that delta-rs merges write becomes the schema's strings); row groups are skipped
+    by their statistics. Opens the file itself: what read_videos(map_reads=...) has a worker run."""
+    fs, directory = fsspec.core.url_to_fs(read.table_uri, **read.storage_options)
+    schema = delta_schema(read.table)
+    wanted = pa.schema([schema.field(name) for name in read.columns])
+    with _table_filesystem(fs, directory).open_input_file(read.path) as fh:
+        parquet = pq.ParquetFile(fh)
+        meta = parquet.metadata
+        groups = []
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            leaf = next(j for j in range(group.num_columns) if group.column(j).path_in_schema == WRITE_ID)
+            stats = group.column(leaf).statistics
+            if stats is None or not stats.has_min_max or _within(read.write_ids, stats.min, stats.max):
+                groups.append(i)
+        if not groups:
+            return wanted.empty_table()
+        present = [name for name in wanted.names if name in parquet.schema_arrow.names]
+        rows = parquet.read_row_groups(groups, columns=present)
+    columns = [rows.column(f.name) if f.name in present else pa.nulls(rows.num_rows, f.type) for f in wanted]
+    rows = pa.Table.from_arrays(columns, names=wanted.names).cast(wanted)
+    return rows.filter(pc.is_in(rows.column(WRITE_ID), value_set=pa.array(read.write_ids, pa.string())))
+
+
 class DeltaCacheStore(CacheStore):
     """The cache as Delta tables, on a local path or s3:// (CacheStore's interface, same DataFrames out).
 
@@ -167,6 +230,7 @@ class DeltaCacheStore(CacheStore):
 
     def __init__(self, url: str, storage_options: dict | None = None, delta_options: dict | None = None):
         super().__init__(url, storage_options)
+        self.storage_options = dict(storage_options or {})  # fsspec's: what a worker reading a data file opens it with
         self.delta_options = {**_delta_options(self), **(delta_options or {})}
         self._tables: dict[str, DeltaTable] = {}
         self._pointer_cache: tuple[int, pa.Table] | None = None
@@ -208,13 +272,7 @@ class DeltaCacheStore(CacheStore):
         return dt
 
     def _filesystem(self, table: str) -> pafs.FileSystem:
-        """A pyarrow filesystem rooted at the table: native locally (delta-rs's own handler is a Python one,
-        a hundred times slower per file), the store's fsspec one elsewhere."""
-        if self.local:
-            return pafs.SubTreeFileSystem(self.table_uri(table), pafs.LocalFileSystem())
-        # fsspec caches listings: one made before another writer's commit would hide that commit's files
-        self.fs.invalidate_cache(self.table_dir(table))
-        return pafs.SubTreeFileSystem(self.table_dir(table), pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)))
+        return _table_filesystem(self.fs, self.table_dir(table))
 
     def _scan(self, table: str, columns: list[str], row_filter: ds.Expression | None = None) -> pa.Table:
         """Columns of the table's current version, `row_filter` skipping row groups and rows."""
@@ -446,9 +504,14 @@ class DeltaCacheStore(CacheStore):
             return _unpacked(table, delta_schema(table).empty_table().select(read_cols))
         return _unpacked(table, self._lookup(table, read_cols, {"video_id": video_id, WRITE_ID: write_id}))
 
-    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    def read_videos(self, table: str, video_ids: list[str], columns: list[str] | None = None,
+                    map_reads: MapReads | None = None) -> pd.DataFrame:
         """read_partition for many videos in one scan of the table: files and row groups are skipped by the
-        statistics of the write ids their videos rows point at, so no loop over videos touches storage."""
+        statistics of the write ids their videos rows point at, so no loop over videos touches storage.
+
+        With `map_reads` (FileReads in, their read_file tables out, in order: a Dask map, say), each data file
+        that may hold a wanted write id is one FileRead, read where map_reads runs them; the result is the same.
+        The videos table is always read here."""
         if columns is not None and table == "descriptors":
             raise ValueError("read_videos: the descriptors table is read whole (its values are one packed column)")
         wanted = list(columns or (DESCRIPTOR_COLUMNS if table == "descriptors" else SCHEMAS[table].names))
@@ -462,9 +525,36 @@ class DeltaCacheStore(CacheStore):
         if table == "descriptors":
             packed = set(table_names())
             read_cols = [c for c in read_cols if c not in packed] + ["values"]
-        arrow = self._scan(table, read_cols, ds.field(WRITE_ID).isin(write_ids)) if len(write_ids) else \
-            delta_schema(table).empty_table().select(read_cols)
+        empty = delta_schema(table).empty_table().select(read_cols)
+        if not len(write_ids):
+            arrow = empty
+        elif map_reads is None:
+            arrow = self._scan(table, read_cols, ds.field(WRITE_ID).isin(write_ids))
+        else:
+            parts = map_reads(self.file_reads(table, read_cols, write_ids))
+            arrow = pa.concat_tables(parts) if parts else empty
         return _unpacked(table, self._current(table, arrow, pointers, committed=False), wanted)[wanted]
+
+    def file_reads(self, table: str, columns: list[str], write_ids: pa.Array) -> list[FileRead]:
+        """One FileRead per data file of the table's current version whose Delta statistics of the write id allow
+        one of `write_ids` (with those of them it may hold); the other files are never opened."""
+        dt = self.delta(table)
+        ids = sorted(set(write_ids.to_pylist()) - {None})
+        if dt is None or not ids:
+            return []
+        adds = pa.table(dt.get_add_actions(flatten=True))
+
+        def stats(name: str) -> list:
+            return adds.column(name).to_pylist() if name in adds.column_names else [None] * adds.num_rows
+
+        uri = self.table_uri(table)
+        reads = []
+        for path, low, high in zip(adds.column("path").to_pylist(), stats(f"min.{WRITE_ID}"), stats(f"max.{WRITE_ID}"),
+                                   strict=True):
+            if inside := _within(ids, low, high):
+                reads.append(FileRead(table, uri, path.removeprefix(uri).lstrip("/"), tuple(columns), tuple(inside),
+                                      self.storage_options))
+        return reads
 
     def read_video_rows(self, video_ids: list[str]) -> list[dict]:
         """The videos rows of the given videos (those that have one), as Python values, in one scan."""

@@ -18,7 +18,7 @@ from features.learn import descriptors
 from features.learn.training_set import TrainingSet
 from features.learn.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
 from features.store.cache import FACES_SCHEMA, CacheStore
-from features.store.delta_cache import DeltaCacheStore
+from features.store.delta_cache import DeltaCacheStore, MapReads
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "fingerprint", "config_hash", "label", "leakage_group", "dataset", "method",
                  "compression", "status", "error", "split", "path", "relpath", "n_tracks", "keyframes", "keyframes_with_face"]
@@ -89,10 +89,12 @@ def stale_feature_videos(store: CacheStore) -> list[dict]:
 # --- crops and crop descriptors -----------------------------------------------------------------------------
 
 def main_crops(store: CacheStore, video_ids: list[str], keys: dict[str, str],
-               column: str = "crop_jpeg") -> pd.DataFrame:
+               column: str = "crop_jpeg", map_reads: MapReads | None = None) -> pd.DataFrame:
     """Stored crops of each video's main face track: the JPEG ones (crop_jpeg), or the lossless native-scale ones
-    (crop_lossless) the descriptors are computed from; one read of the faces table, videos in the given order."""
-    faces = store.read_videos("faces", video_ids, columns=["video_id", "cache_key", "frame_index", "is_main", column])
+    (crop_lossless) the descriptors are computed from; one read of the faces table (its files read by
+    `map_reads` when given), videos in the given order."""
+    faces = store.read_videos("faces", video_ids, columns=["video_id", "cache_key", "frame_index", "is_main", column],
+                              map_reads=map_reads)
     faces = faces[(faces.cache_key == faces.video_id.map(keys)) & faces.is_main.astype(bool) & faces[column].notna()]
     order = {vid: i for i, vid in enumerate(video_ids)}
     faces = faces.sort_values("video_id", key=lambda ids: ids.map(order), kind="stable")
@@ -159,15 +161,15 @@ def _typed(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def descriptor_tables(store: CacheStore, table: pd.DataFrame,
-                      blended_of: Iterable[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def descriptor_tables(store: CacheStore, table: pd.DataFrame, blended_of: Iterable[str] = (),
+                      map_reads: MapReads | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-crop descriptors of the main-face crops of the table's videos, and the self-blended copies of those of
-    the videos in `blended_of`, reading each video's partition once; a video without current cached ones is
-    computed here (not written)."""
+    the videos in `blended_of`, in one read of the descriptors table (its files read by `map_reads` when given);
+    a video without current cached ones is computed here (not written)."""
     columns = ["video_id", "frame_index", *descriptors.table_names()]
     blended_of = set(blended_of)
     videos = table.to_dict("records")
-    stored = store.read_videos("descriptors", [video["video_id"] for video in videos])
+    stored = store.read_videos("descriptors", [video["video_id"] for video in videos], map_reads=map_reads)
     by_video = dict(tuple(stored.groupby("video_id", sort=False))) if len(stored) else {}
     plain, blended = [], []
     for video in videos:
@@ -191,14 +193,18 @@ def crop_descriptors(table: pd.DataFrame, cache: str, blended: bool = False) -> 
     return blends if blended else plain
 
 
-def training_set(store: CacheStore, videos: pd.DataFrame, reads: Iterable[str]) -> TrainingSet:
-    """The videos (rows of video_table) with what a model kind `reads` of them, each table read once: their crop
-    descriptors (and the self-blended copies of the REAL videos' ones), their JPEG main-face crops."""
+def training_set(store: CacheStore, videos: pd.DataFrame, reads: Iterable[str],
+                 map_reads: MapReads | None = None) -> TrainingSet:
+    """The videos (rows of video_table) with what a model kind `reads` of them, each table read once (its data
+    files by `map_reads` when given: on a cluster's workers): their crop descriptors (and the self-blended copies
+    of the REAL videos' ones), their JPEG main-face crops."""
     reads = set(reads)
     videos = videos.reset_index(drop=True)
     plain = blended = crops = None
     if "descriptors" in reads:
-        plain, blended = descriptor_tables(store, videos, blended_of=videos.video_id[videos.label == "REAL"])
+        plain, blended = descriptor_tables(store, videos, blended_of=videos.video_id[videos.label == "REAL"],
+                                           map_reads=map_reads)
     if "crops" in reads:
-        crops = main_crops(store, list(videos.video_id), dict(zip(videos.video_id, videos.cache_key, strict=True)))
+        crops = main_crops(store, list(videos.video_id), dict(zip(videos.video_id, videos.cache_key, strict=True)),
+                           map_reads=map_reads)
     return TrainingSet(videos, descriptors=plain, blended=blended, crops=crops)

@@ -17,6 +17,7 @@ from features.store.delta_cache import (
     history,
     info,
     migrate,
+    read_file,
     vacuum,
 )
 
@@ -381,3 +382,49 @@ def test_one_videos_rows_of_a_compacted_file_are_read_from_its_row_groups_only(t
     part = store.read_partition("faces", "ds/05", columns=["video_id", "frame_index"])
     assert part.video_id.tolist() == ["ds/05"] * 3 and sorted(part.frame_index) == [0, 1, 2]
     assert len(read) == 1 and read[0][0] >= 12 and len(read[0][1]) == 1  # one row group of the file's twelve
+
+
+def test_reads_mapped_over_the_data_files_give_the_single_scan_frames_and_skip_files_without_wanted_writes(tmp_path):
+    store = DeltaCacheStore(str(tmp_path))
+    vids = [f"ds/{i}" for i in range(6)]
+    for vid in vids:  # one commit, so one faces file, per video
+        store.write_video(_video(vid), _faces(3), _ssim(1))
+    store.write_tables("descriptors", {vid: _descriptors(vid, "k1", n=4, seed=i) for i, vid in enumerate(vids)})
+    store.write_video(_video("ds/1", key="k2"), _faces(5), [])  # re-extracted: its k1 rows are superseded
+    store.write_table("descriptors", "ds/1", _descriptors("ds/1", "k2", n=3, seed=9))
+    store.write_table("descriptors", "ds/5", _descriptors("ds/5", "k1", n=2, seed=5))  # a file no read wants
+    wanted = ["ds/1", "ds/2", "ds/4", "ds/none"]
+    made = []
+
+    def in_process(reads):  # what a Dask map does: each FileRead pickled to a worker, read there
+        made.append(reads)
+        return [read_file(pickle.loads(pickle.dumps(r))) for r in reads]
+
+    faces_columns = ["video_id", "cache_key", "frame_index", "is_main", "crop_jpeg"]
+    for table, columns, files_read in (("faces", faces_columns, 3), ("faces", None, 3), ("descriptors", None, 2)):
+        plain = store.read_videos(table, wanted, columns=columns)
+        mapped = store.read_videos(table, wanted, columns=columns, map_reads=in_process)
+        pd.testing.assert_frame_equal(_sorted(mapped), _sorted(plain))
+        reads = made.pop()
+        # faces: the current files of ds/1, ds/2 and ds/4 of seven; descriptors: ds/1's rewrite and the batch
+        # file holding ds/2's and ds/4's, not ds/5's rewrite
+        assert len(reads) == files_read < len(_data_files(tmp_path, table))
+        assert set(mapped.video_id) == {"ds/1", "ds/2", "ds/4"} and set(mapped.cache_key[mapped.video_id == "ds/1"]) == {"k2"}
+    faces = _sorted(store.read_videos("faces", wanted, columns=faces_columns, map_reads=in_process))
+    assert faces.groupby("video_id").size().to_dict() == {"ds/1": 5, "ds/2": 3, "ds/4": 3}
+    assert faces.crop_jpeg.tolist() == [b"\xff\xd8" * 50, None, None, None, None] + [b"\xff\xd8" * 50, None, None] * 2
+    descriptors = _sorted(store.read_videos("descriptors", wanted, map_reads=in_process))
+    expected = pd.DataFrame([*_descriptors("ds/1", "k2", n=3, seed=9), *_descriptors("ds/2", "k1", n=4, seed=2),
+                             *_descriptors("ds/4", "k1", n=4, seed=4)])
+    assert descriptors.frame_index.tolist() == expected.frame_index.tolist()
+    assert descriptors.blended.tolist() == expected.blended.tolist()
+    np.testing.assert_array_equal(descriptors[table_names()].to_numpy(), np.stack(expected["values"]))
+    # the batch file is read, and its rows of ds/1's superseded write are left out there
+    batch = next(r for r in made[-1] if store._pointer("descriptors", "ds/2") in r.write_ids)
+    assert set(read_file(batch).column("video_id").to_pylist()) == {"ds/2", "ds/4"}
+    assert store.read_videos("faces", ["ds/none"], map_reads=in_process).empty and len(made) == 2
+    compact(store, lock=False, superseded=True)  # one file per table, written by delta-rs, superseded rows kept
+    for table in ("faces", "descriptors"):
+        mapped = store.read_videos(table, wanted, map_reads=in_process)
+        pd.testing.assert_frame_equal(_sorted(mapped), _sorted(store.read_videos(table, wanted)))
+        assert len(made.pop()) == 1 and set(mapped.cache_key[mapped.video_id == "ds/1"]) == {"k2"}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.learn.descriptors import descriptor_table, table_names
-from features.store.delta_cache import DeltaCacheStore
+from features.store.delta_cache import DeltaCacheStore, read_file
 from features.store.training_data import (
     crop_descriptors,
     other_extraction_code,
@@ -89,6 +89,23 @@ def test_videos_extracted_by_other_code_are_found(tmp_path):
     other = other_extraction_code(store, "5")
     assert sorted(other.video_id) == ["old", "unknown"]  # a failed decode holds no values to misread
     assert sorted(other_extraction_code(store, "4").video_id) == ["new", "unknown"]
+
+
+def test_the_training_set_read_file_by_file_through_map_reads_is_the_one_read_in_one_scan(tmp_path):
+    store, videos = _cache(tmp_path)
+    write_descriptors(store, stale_descriptor_videos(store))
+    files = []
+
+    def in_process(reads):  # a cluster's workers would run these
+        files.extend(reads)
+        return [read_file(r) for r in reads]
+
+    here = training_set(store, videos, {"descriptors", "crops"})
+    mapped = training_set(store, videos, {"descriptors", "crops"}, map_reads=in_process)
+    for name in ("descriptors", "blended", "crops"):
+        pd.testing.assert_frame_equal(getattr(mapped, name), getattr(here, name))
+    assert len(mapped.crops) == 6 and len(mapped.descriptors) == 6 and len(mapped.blended) == 3
+    assert sorted(r.table for r in files) == ["descriptors", "faces", "faces"]  # the faceless video has no file
 
 
 def test_the_training_set_reads_the_descriptor_table_once_and_hands_out_fold_views(tmp_path, monkeypatch):

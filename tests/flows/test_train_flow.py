@@ -226,6 +226,7 @@ def test_cnn_fits_land_on_the_gpu_worker(demo_cache, tmp_path):
             metrics = train_flow(TrainConfig(cache=str(cache), out=str(tmp_path / "cnn"), model="cnn", folds=2,
                                              cnn_epochs=1, dask_address=cluster.scheduler_address))
     assert metrics["fit_workers"] == [gpu_address]
+    assert metrics["read_workers"] >= 1  # the crops were read on the cluster's workers, file by file
     card = json.loads((tmp_path / "cnn" / "model_card.json").read_text())
     assert card["model_file"] == "model.keras" and (tmp_path / "cnn" / "model.keras").exists()
     assert card["devices"] == [keras_device()]  # the workers' device and Keras backend: "CPU (Keras 3..., tensorflow ...)"
