@@ -1,6 +1,7 @@
 """The dfp command as a user runs it: its own local Prefect server, a LocalCluster, real clips, a kill."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,35 @@ def test_a_second_run_on_a_busy_cache_refuses_with_a_clear_message(demo_dir, tmp
     assert result.returncode == 2
     assert "dfp extract: error: extract refused: another run is writing to" in result.stderr
     assert not (cache / "videos").exists()  # nothing was written
+
+
+def test_two_extracts_started_together_on_one_cache_lose_and_duplicate_nothing(demo_dir, tmp_path):
+    """Two `dfp extract` runs of one dataset started at once on one cache, as two cron jobs would: each either
+    extracts or is refused in one line, and the Delta tables hold every video once, with no row written twice."""
+    from deltalake import DeltaTable
+
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "flows.cli", "extract", str(demo_dir), "--cache", str(cache), "--detector", "haar",
+            "--workers", "1"]
+    runs = [subprocess.Popen(args, env=_env(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outcomes = [(run.wait(timeout=600), *run.communicate()) for run in runs]
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes in ([0, 0], [0, 2]), outcomes
+    for code, out, err in outcomes:
+        if code == 2:  # refused: it wrote nothing
+            assert "dfp extract: error: extract refused: another run is writing to" in err
+        else:
+            assert "0 failed" in out, out
+    done = [re.search(r"(\d+) ok, (\d+) no face", out) for code, out, _ in outcomes if code == 0]
+    assert sum(int(m[1]) + int(m[2]) for m in done) == 8  # each video extracted by exactly one of the two runs
+
+    videos = read_table(cache, "videos")
+    assert len(videos) == 8 and videos.video_id.is_unique and (videos.status != "failed").all()
+    for table in ("faces", "ssim"):
+        current = read_table(cache, table)
+        assert len(current) > 0
+        assert len(DeltaTable(str(cache / table)).to_pyarrow_table()) == len(current), table  # no row twice
 
 
 def test_train_defaults_to_the_best_measured_model(tmp_path, monkeypatch):
