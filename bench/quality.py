@@ -168,11 +168,13 @@ def _y(frame: pd.DataFrame) -> np.ndarray:
     return (frame.label == "FAKE").to_numpy(int)
 
 
-def extract(datasets: list[str], cache: str, detector: str) -> float:
-    """`dfp extract` every dataset into the cache; returns the wall time (a rerun only decodes what changed)."""
+def extract(datasets: list[str], cache: str, detector: str, max_seconds: float | None = None) -> float:
+    """`dfp extract` every dataset into the cache (the first `max_seconds` of each clip when given); returns the
+    wall time (a rerun only decodes what changed)."""
     started = time.perf_counter()
+    limit = ["--max-seconds", str(max_seconds)] if max_seconds else []
     subprocess.run([str(Path(sys.executable).parent / "dfp"), "extract", *datasets, "--cache", cache,
-                    "--detector", detector], check=True)
+                    "--detector", detector, *limit], check=True)
     return time.perf_counter() - started
 
 
@@ -407,6 +409,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("datasets", nargs="*", help="labelled datasets (default: the three shared development sets)")
     parser.add_argument("--cache", default=str(ROOT / "bench" / ".cache" / "quality"), help="extraction cache")
     parser.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar"])
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="extract only the first S seconds of each clip (the CI tier; give it its own --cache: "
+                             "the setting is part of the cache key, so one cache holds one setting's rows)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (the spread)")
@@ -424,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
     missing = [d for d in [*datasets, *args.ood] if not Path(d).exists()]
     if missing:
         parser.error(f"datasets not found: {', '.join(missing)}")
-    extract_s = extract(datasets + args.ood, args.cache, args.detector)
+    extract_s = extract(datasets + args.ood, args.cache, args.detector, args.max_seconds)
     with threadpool_limits(limits=1):  # one BLAS thread: the many small fits run ~10x faster than with one per core
         return evaluate(args, datasets, extract_s)
 
@@ -479,7 +484,8 @@ def evaluate(args: argparse.Namespace, datasets: list[str], extract_s: float) ->
         print("\nand share of its final logit's spread over the clips from each scorer\n")
         print(table([{"scorer": k, "share": v} for k, v in inputs.items()], ["scorer", "share"]))
     path = write_json(args.out, {
-        "datasets": datasets, "cache": args.cache, "detector": args.detector, "folds": args.folds,
+        "datasets": datasets, "cache": args.cache, "detector": args.detector,
+        "max_seconds": getattr(args, "max_seconds", None), "folds": args.folds,
         "seeds": args.seeds, "bootstrap": args.bootstrap, "clips": len(frame), "ood": getattr(args, "ood", []),
         "ood_clips": len(ood),
         "groups": int(frame.leakage_group.nunique()), "extract_s": round(extract_s, 1),
