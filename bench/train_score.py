@@ -35,7 +35,7 @@ from bench.common import table, write_json  # noqa: E402
 from bench.quality import DEFAULT_OOD, ood_sources  # noqa: E402
 
 DFP = Path(sys.executable).parent / "dfp"
-COPIED_TABLES = ("videos", "faces", "ssim")  # features and descriptors are left for dfp train to compute
+COPIED = ("videos", "faces", "ssim", "configs")  # features and descriptors are left for dfp train to compute
 
 
 def timed_dfp(*args: str) -> dict:
@@ -52,13 +52,14 @@ def timed_dfp(*args: str) -> dict:
 
 
 def development_cache(quality_cache: Path, out: Path, barred: Path = DEFAULT_OOD) -> int:
-    """Copy the quality cache's extraction tables, keeping only the development clips' videos rows (the data rows
-    of the others stay in the files, pointed at by nothing, so no reader sees them); returns how many videos."""
+    """Copy the quality cache's extraction tables and the extraction settings they were made with, keeping only the
+    development clips' videos rows (the data rows of the others stay in the files, pointed at by nothing, so no
+    reader sees them); returns how many videos."""
     from deltalake import DeltaTable
 
     from features.store.delta_cache import DeltaCacheStore
 
-    for name in (t for t in COPIED_TABLES if (quality_cache / t).is_dir()):
+    for name in (t for t in COPIED if (quality_cache / t).is_dir()):
         shutil.copytree(quality_cache / name, out / name)
     prefix = str(barred.resolve()).replace("'", "''")
     DeltaTable(str(out / "videos")).delete(f"path LIKE '{prefix}%'")
