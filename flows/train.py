@@ -138,12 +138,20 @@ def check_extraction_code(store: CacheStore, cache: str) -> None:
 def train_flow(config: TrainConfig) -> dict:
     """Grouped cross-validation on the cache, evaluation into the run directory, then the final model."""
     prepare_run_dir(config.out, config.overwrite)  # first: a refused --out must cost nothing
-    check_extraction_code(DeltaCacheStore(config.cache), config.cache)
+    store = DeltaCacheStore(config.cache)
+    check_extraction_code(store, config.cache)
+    settings = extraction_settings(store)  # before anything runs: the card records them after the fits
     with staged_dir(config.out) as run:
-        return _train(config, run)
+        return _train(config, run, settings)
 
 
-def _train(config: TrainConfig, run: Path) -> dict:
+def extraction_settings(store: DeltaCacheStore) -> dict[str, dict]:
+    """The extraction settings behind each config hash of the cache's videos (a missing one is a clear error)."""
+    hashes = store.read("videos", columns=["config_hash"]).config_hash.dropna().unique()
+    return {h: store.read_config(h) for h in sorted(hashes)}
+
+
+def _train(config: TrainConfig, run: Path, settings: dict[str, dict]) -> dict:
     logger = get_run_logger()
     store = DeltaCacheStore(config.cache)
     with make_task_runner(config.workers, config.dask_address) as runner:
@@ -204,7 +212,7 @@ def _train(config: TrainConfig, run: Path) -> dict:
         "features_version": FEATURES_VERSION,
         "descriptors_version": DESCRIPTORS_VERSION,  # what the crop models' inputs mean (checked by load_run)
         "features": FEATURES,
-        "extract_configs": {h: store.read_config(h) for h in labelled.config_hash.dropna().unique()},
+        "extract_configs": {h: settings[h] for h in labelled.config_hash.dropna().unique()},
         "training_data": {"cache": config.cache, "videos": int(usable.sum()), "fingerprint": data_fingerprint(labelled),
                           "fake_rate": float(y_all.mean())},
         "devices": sorted(devices | {final["device"]}),

@@ -424,8 +424,13 @@ class CacheStore:
 
     def read_config(self, config_hash: str) -> dict:
         path = f"{self.root.rstrip('/')}/configs/{config_hash}.json"
-        with self.fs.open(path, "rb") as fh:
-            return json.loads(fh.read())
+        try:
+            with self.fs.open(path, "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            raise ValueError(f"cache {self.url}: the extraction settings {config_hash} that its videos were "
+                             f"extracted with are missing ({path}); copy the cache's configs/ folder with its "
+                             "tables, or extract the videos again with `dfp extract --force`") from None
 
     def remove_stale_tmp(self, older_than_s: float = 3600) -> int:
         """Delete temporary files left by killed writers (readers already ignore them)."""

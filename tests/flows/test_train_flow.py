@@ -209,6 +209,18 @@ def test_values_written_by_other_extraction_code_are_refused(gbm_run, demo_cache
         load_run(str(old))
 
 
+def test_a_cache_without_its_extraction_settings_is_refused_before_anything_runs(demo_cache, tmp_path):
+    _, cache = demo_cache
+    copy = tmp_path / "copied-cache"
+    shutil.copytree(cache, copy, ignore=shutil.ignore_patterns(".lock*", "configs"))  # the tables alone
+    (config_hash,) = DeltaCacheStore(str(copy)).read("videos").config_hash.dropna().unique()
+    refusal = (rf"cache {copy}: the extraction settings {config_hash} that its videos were extracted with are "
+               r"missing \(.*configs/" + config_hash + r"\.json\); copy the cache's configs/ folder")
+    with pytest.raises(ValueError, match=refusal):
+        train_flow(TrainConfig(cache=str(copy), out=str(tmp_path / "run"), model="gbm", folds=5, workers=2))
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
 def test_cnn_fits_land_on_the_gpu_worker(demo_cache, tmp_path):
     from distributed import Nanny, Scheduler, SpecCluster
 
