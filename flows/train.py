@@ -212,7 +212,8 @@ def _train(config: TrainConfig, run: Path, settings: dict[str, dict]) -> dict:
         "features_version": FEATURES_VERSION,
         "descriptors_version": DESCRIPTORS_VERSION,  # what the crop models' inputs mean (checked by load_run)
         "features": FEATURES,
-        "extract_configs": {h: settings[h] for h in labelled.config_hash.dropna().unique()},
+        "extract_configs": {h: settings.get(h) or store.read_config(h)  # a run extracting meanwhile may add one
+                            for h in labelled.config_hash.dropna().unique()},
         "training_data": {"cache": config.cache, "videos": int(usable.sum()), "fingerprint": data_fingerprint(labelled),
                           "fake_rate": float(y_all.mean())},
         "devices": sorted(devices | {final["device"]}),
