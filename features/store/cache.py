@@ -199,6 +199,10 @@ def _unpacked(table: str, arrow: pa.Table, columns: list[str] | None = None) -> 
     return pd.concat([keys, frame], axis=1)
 
 
+class MissingSettingsError(ValueError):
+    """A cache's videos name extraction settings (configs/<hash>.json) that the cache does not hold."""
+
+
 class CacheBusyError(RuntimeError):
     """Another run holds the cache's write lock."""
 
@@ -428,7 +432,7 @@ class CacheStore:
             with self.fs.open(path, "rb") as fh:
                 return json.loads(fh.read())
         except FileNotFoundError:
-            raise ValueError(f"cache {self.url}: the extraction settings {config_hash} that its videos were "
+            raise MissingSettingsError(f"cache {self.url}: the extraction settings {config_hash} that its videos were "
                              f"extracted with are missing ({path}); copy the cache's configs/ folder with its "
                              "tables, or extract the videos again with `dfp extract --force`") from None
 

@@ -17,7 +17,7 @@ import pandas as pd
 from features.learn import descriptors
 from features.learn.training_set import TrainingSet
 from features.learn.video_features import FEATURE_NAMES, FEATURES_VERSION, video_features
-from features.store.cache import FACES_SCHEMA, CacheStore
+from features.store.cache import FACES_SCHEMA, CacheStore, MissingSettingsError
 from features.store.delta_cache import DeltaCacheStore, MapReads
 
 VIDEO_COLUMNS = ["video_id", "cache_key", "fingerprint", "config_hash", "label", "leakage_group", "dataset", "method",
@@ -34,7 +34,7 @@ def crop_margin(cache: str, config_hash: str) -> float:
     """The crop margin an extraction (by config hash) stored its crops with."""
     try:
         return float(DeltaCacheStore(cache).read_config(config_hash)["crop_margin"])
-    except (FileNotFoundError, KeyError):
+    except (MissingSettingsError, KeyError):
         return DEFAULT_CROP_MARGIN
 
 
